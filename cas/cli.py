@@ -1,0 +1,164 @@
+"""`cas`: the command line of the content-addressed store.
+
+A thin layer: parse, call one library function, print.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from cas import _cli
+from cas.backend import ObjectStore
+from cas.digest import Digest, ObjectRef
+from cas.errors import EXIT_INTEGRITY
+from cas.local import LocalStore
+from cas.stores import open_store, resolve_store_spec
+
+
+def _store(ctx: click.Context) -> ObjectStore:
+    spec = resolve_store_spec(ctx.obj["store"])
+    return open_store(spec)
+
+
+def _digest(text: str) -> Digest:
+    return Digest.parse(text)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store", metavar="DIR", help="The store (default: $CAS_STORE, the workspace's, or .cas)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="cas-promote", prog_name="cas")
+@click.pass_context
+def main(ctx: click.Context, store: str | None, verbose: bool) -> None:
+    """A content-addressed artifact store keyed by BLAKE3 digests.
+
+    Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 integrity
+    failure, 4 denied by policy, 5 conflict.
+    """
+    ctx.obj = {"store": store, "verbose": verbose}
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.pass_context
+def init(ctx: click.Context, directory: Path | None) -> None:
+    """Create a store in DIRECTORY (default: the resolved store, usually .cas)."""
+    target = directory or Path(resolve_store_spec(ctx.obj["store"]))
+    store = LocalStore.init(target)
+    click.echo(f"initialized store {store.location}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def put(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
+    """Ingest FILES (or - for stdin); print `<digest>  <size>  <path>` each."""
+    store = _store(ctx)
+    results: list[tuple[ObjectRef, str]] = []
+    show = _cli.progress_enabled() and len(files) > 1
+    with click.progressbar(files, label="put", file=sys.stderr, hidden=not show) as bar:
+        for name in bar:
+            ref = store.put(sys.stdin.buffer) if name == "-" else store.put_file(Path(name))
+            results.append((ref, name))
+            if not as_json:
+                click.echo(f"{ref.digest}  {ref.size}  {name}")
+    if as_json:
+        _emit_json([{**ref.to_dict(), "path": name} for ref, name in results])
+
+
+@main.command()
+@click.argument("digest", type=_digest)
+@click.pass_context
+def cat(ctx: click.Context, digest: Digest) -> None:
+    """Write an object's bytes to stdout, verified while streaming."""
+    store = _store(ctx)
+    out = sys.stdout.buffer
+    for chunk in store.open(digest):
+        out.write(chunk)
+    out.flush()
+
+
+@main.command()
+@click.argument("digest", type=_digest)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the copy.",
+)
+@click.pass_context
+def get(ctx: click.Context, digest: Digest, output: Path) -> None:
+    """Materialize a verified copy of an object at OUTPUT."""
+    from cas.materialize import copy_object
+
+    copy_object(_store(ctx), digest, output)
+
+
+@main.command()
+@click.argument("digest", type=_digest)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def stat(ctx: click.Context, digest: Digest, as_json: bool) -> None:
+    """Show an object's digest and size (its bytes are not re-hashed)."""
+    ref = _store(ctx).stat(digest)
+    if as_json:
+        _emit_json(ref.to_dict())
+    else:
+        click.echo(f"{ref.digest}  {ref.size}")
+
+
+@main.command(name="ls")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ls_(ctx: click.Context, as_json: bool) -> None:
+    """List every object with its size, in digest order."""
+    store = _store(ctx)
+    refs = [store.stat(d) for d in store.iterate()]
+    if as_json:
+        _emit_json([r.to_dict() for r in refs])
+    else:
+        for r in refs:
+            click.echo(f"{r.digest}  {r.size}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--quarantine", is_flag=True, help="Move bad objects into quarantine/ (never deletes)."
+)
+@click.pass_context
+def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
+    """Re-hash every object and check the store's layout. Exit 3 on any problem."""
+    from cas.check import check_all
+
+    report = check_all(resolve_store_spec(ctx.obj["store"]), quarantine=quarantine)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for p in report.problems:
+            where = f" {p.digest}" if p.digest else ""
+            click.echo(f"{p.kind}:{where} {p.location}: {p.detail}")
+        click.echo(report.summary(), err=bool(report.problems))
+    if report.problems:
+        ctx.exit(EXIT_INTEGRITY)
+
+
+def run() -> NoReturn:
+    _cli.run(main, "cas")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,72 @@
+"""Finding and opening a store from what the user said (flag, environment, workspace)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cas.backend import ObjectStore
+from cas.errors import UsageError
+from cas.local import LocalStore
+
+__all__ = ["CONFIG_PATH", "DEFAULT_STORE", "find_workspace", "open_store", "resolve_store_spec"]
+
+#: Where a promote workspace keeps its configuration, relative to its root.
+CONFIG_PATH = Path("control/promote/config.json")
+#: The store of a workspace when its configuration names none.
+DEFAULT_STORE = ".cas"
+
+
+def find_workspace(start: Path) -> Path | None:
+    """Walk up from `start` to the first directory holding a workspace config."""
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / CONFIG_PATH).is_file():
+            return d
+    return None
+
+
+def _store_of_workspace(root: Path) -> str:
+    try:
+        config = json.loads((root / CONFIG_PATH).read_bytes())
+        spec = config.get("store", DEFAULT_STORE)
+    except (OSError, ValueError, AttributeError) as e:
+        raise UsageError(f"{root / CONFIG_PATH}: unreadable config: {e}") from None
+    if not isinstance(spec, str) or not spec:
+        raise UsageError(f"{root / CONFIG_PATH}: 'store' must be a non-empty string")
+    if "://" in spec:
+        return spec
+    return str(root / spec)
+
+
+def resolve_store_spec(explicit: str | None, cwd: Path | None = None) -> str:
+    """The store to use: `--store`, else `CAS_STORE`, else the workspace's, else `.cas`.
+
+    Without a flag or variable, the search walks up from `cwd` as git does: to a
+    workspace config, or to a directory holding a `.cas/` store.
+    """
+    if explicit:
+        return explicit
+    env = os.environ.get("CAS_STORE")
+    if env:
+        return env
+    here = (cwd or Path.cwd()).resolve()
+    root = os.environ.get("PROMOTE_ROOT")
+    if root:
+        return _store_of_workspace(Path(root))
+    for d in (here, *here.parents):
+        if (d / CONFIG_PATH).is_file():
+            return _store_of_workspace(d)
+        if (d / DEFAULT_STORE / "cas-store.json").is_file():
+            return str(d / DEFAULT_STORE)
+    return str(here / DEFAULT_STORE)
+
+
+def open_store(spec: str) -> ObjectStore:
+    """Open the store named by `spec`: a directory, or `s3://bucket/prefix`."""
+    if spec.startswith("s3://"):
+        raise UsageError("S3 stores are not supported yet")
+    if "://" in spec:
+        raise UsageError(f"unsupported store {spec!r}: want a directory or s3://bucket/prefix")
+    return LocalStore.existing(Path(spec))

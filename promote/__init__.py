@@ -1,0 +1,1 @@
+"""Promotion by reference: policy-gated, evidence-checked, ledger-recorded."""

@@ -1,0 +1,39 @@
+"""Shared fixtures: real stores in temp dirs, and the real console scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from cas.local import LocalStore
+
+Cli = Callable[..., subprocess.CompletedProcess[bytes]]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore.init(tmp_path / "store")
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """A fresh directory holding an initialised `.cas` store."""
+    work = tmp_path / "work"
+    work.mkdir()
+    assert run_cli("cas", "init", cwd=work).returncode == 0
+    return work
+
+
+@pytest.fixture
+def cas(work: Path) -> Cli:
+    """`cas ARGS`, the real console script, run in `work`."""
+
+    def call(*args: str | os.PathLike[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+        return run_cli("cas", *args, cwd=work, **kw)  # type: ignore[arg-type]
+
+    return call
