@@ -52,8 +52,13 @@ def test_digests_match_b3sum(cas: Cli, work: Path) -> None:
     ours = cas("put", *names)
     assert ours.returncode == 0, ours.stderr
     theirs = subprocess.run(["b3sum", *names], cwd=work, capture_output=True, check=True)
-    ours_map = {line.split("  ")[2]: line.split("  ")[0] for line in ours.stdout.decode().splitlines()}
-    theirs_map = {line.split("  ")[1]: "blake3:" + line.split("  ")[0] for line in theirs.stdout.decode().splitlines()}
+    ours_map = {
+        line.split("  ")[2]: line.split("  ")[0] for line in ours.stdout.decode().splitlines()
+    }
+    theirs_map = {
+        line.split("  ")[1]: "blake3:" + line.split("  ")[0]
+        for line in theirs.stdout.decode().splitlines()
+    }
     assert ours_map == theirs_map
 
 
@@ -160,7 +165,13 @@ def test_concurrent_puts_of_same_content(work: Path) -> None:
         (work / f"f{i}").write_bytes(bytes([i % 5]) * (100_000 + i % 5))
         files.append(f"f{i}")
     procs = [
-        subprocess.Popen([script("cas"), "put", *files], cwd=work, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [script("cas"), "put", *files],
+            cwd=work,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(6)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -175,20 +186,34 @@ def test_concurrent_puts_of_same_content(work: Path) -> None:
 def test_put_killed_at_step_then_fsck(work: Path, step: str) -> None:
     """SIGKILL at each step of a put leaves no half-object; fsck names any stray temp."""
     (work / "f").write_bytes(os.urandom(50_000))
-    r = subprocess.run([script("cas"), "put", "f"], cwd=work, env=clean_env({"CAS_CRASH_AT": step}), capture_output=True)
+    r = subprocess.run(
+        [script("cas"), "put", "f"],
+        cwd=work,
+        env=clean_env({"CAS_CRASH_AT": step}),
+        capture_output=True,
+    )
     assert r.returncode == -signal.SIGKILL
     store = LocalStore.existing(work / ".cas")
     problems = store.fsck()
     assert {p.kind for p in problems} <= {"stray-temp"}
     assert len(problems) == (1 if step == "put.temp-written" else 0)
-    again = subprocess.run([script("cas"), "put", "f"], cwd=work, env=clean_env(), capture_output=True)
+    again = subprocess.run(
+        [script("cas"), "put", "f"], cwd=work, env=clean_env(), capture_output=True
+    )
     assert again.returncode == 0
     assert len(list(store.iterate())) == 1
 
 
 def test_put_killed_mid_stream(work: Path) -> None:
     """A put killed while reading a slow pipe leaves only a stray temp, never an object."""
-    p = subprocess.Popen([script("cas"), "put", "-"], cwd=work, env=clean_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [script("cas"), "put", "-"],
+        cwd=work,
+        env=clean_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert p.stdin is not None
     p.stdin.write(os.urandom(3 << 20))
     p.stdin.flush()
@@ -205,7 +230,9 @@ def test_put_1gib_streams_in_bounded_memory(work: Path) -> None:
     big = work / "big"
     with open(big, "wb") as f:
         f.truncate(1 << 30)
-    p = subprocess.Popen([script("cas"), "put", "big"], cwd=work, env=clean_env(), stdout=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [script("cas"), "put", "big"], cwd=work, env=clean_env(), stdout=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     assert p.returncode == 0
