@@ -26,6 +26,9 @@ def run(group: click.Group, prog: str) -> NoReturn:
     except click.Abort:
         click.echo(f"{prog}: error: interrupted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.format_message(), err=True)
+        sys.exit(EXIT_USAGE)
     except click.ClickException as e:
         click.echo(f"{prog}: error: {e.format_message()}", err=True)
         sys.exit(EXIT_USAGE)

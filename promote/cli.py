@@ -1,18 +1,274 @@
-"""`promote`: the command line of the promotion gate."""
+"""`promote`: the command line of the promotion gate.
+
+`promote CAPSULE` is short for `promote run CAPSULE`.
+"""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import json
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from cas import _cli
+from cas.errors import EXIT_INTEGRITY, UsageError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """Promote artifacts from the store to authoritative paths."""
+class _DefaultRun(click.Group):
+    """A group whose unknown first word is a capsule: `promote X` = `promote run X`."""
+
+    _GROUP_FLAGS = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = list(args)
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a == "--root":
+                i += 2
+            elif a.startswith("--root=") or a in self._GROUP_FLAGS:
+                i += 1
+            else:
+                if a not in self.commands:
+                    args.insert(i, "run")
+                break
+        return super().parse_args(ctx, args)
 
 
-def run() -> NoReturn:
+def _ws(ctx: click.Context) -> Any:
+    from promote.workspace import Workspace
+
+    return Workspace.find(ctx.obj["root"])
+
+
+def _ledger(ws: Any) -> Any:
+    from promote.verify import open_ledger
+
+    return open_ledger(ws)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+@click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    envvar="PROMOTE_ROOT",
+    help="The workspace (default: found by walking up).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="cas-promote", prog_name="promote")
+@click.pass_context
+def main(ctx: click.Context, root: Path | None, verbose: bool) -> None:
+    """Promote artifacts from the store to authoritative paths, by reference.
+
+    `promote CAPSULE` runs the gate (same as `promote run CAPSULE`). Exit codes:
+    0 promoted, 2 invalid capsule, 3 digest or linkage failure, 4 denied by policy
+    or allow-list, 5 conflict.
+    """
+    ctx.obj = {"root": root, "verbose": verbose}
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="PREFIX",
+    help="Allow-listed path prefix (repeatable; default release/).",
+)
+@click.option(
+    "--mode", type=click.Choice(["symlink", "copy"]), help="How the view is materialized."
+)
+def init(directory: Path | None, allow: tuple[str, ...], mode: str | None) -> None:
+    """Lay out a workspace: config, default policy, execution/, store, empty view."""
+    from promote.view import View
+    from promote.workspace import Workspace
+
+    ws = Workspace.init(directory or Path.cwd(), list(allow) or None, mode)
+    ledger = _ledger(ws)
+    from promote.ledger import load_state
+
+    head = ledger.head()
+    View(ws).materialize(load_state(ws.store, head.state), head.state)
+    click.echo(f"initialized promote workspace {ws.root}")
+
+
+def _print_outcome(outcome: Any) -> None:
+    o = outcome
+    if o.status == "promoted" and o.ledger:
+        click.echo(f"promoted: ledger entry {o.ledger.seq} {o.ledger.entry}")
+    else:
+        click.echo(
+            f"{o.status}" + (f": {o.reasons[0]}" if len(o.reasons) == 1 else ""),
+            err=o.exit_code != 0,
+        )
+        if len(o.reasons) > 1:
+            for r in o.reasons:
+                click.echo(f"  - {r}", err=o.exit_code != 0)
+    for c in o.changes:
+        before = c.before.digest if c.before else "absent"
+        click.echo(f"  {c.path}: {before} -> {c.after.digest if c.after else 'absent'}")
+    if o.entry is not None:
+        click.echo("ledger entry it would write:")
+        click.echo(o.entry.data.decode())
+
+
+@main.command()
+@click.argument("capsule")
+@click.option("--json", "as_json", is_flag=True, help="Print the report object.")
+@click.option("--dry-run", is_flag=True, help="Steps 1-4 only: print the plan, write nothing.")
+@click.option(
+    "--engine",
+    type=click.Choice(["regorus", "opa", "opa-rest"]),
+    help="Override the configured policy engine.",
+)
+@click.pass_context
+def run(ctx: click.Context, capsule: str, as_json: bool, dry_run: bool, engine: str | None) -> None:
+    """Promote CAPSULE (a capsule file, or a capsule digest in the store)."""
+    from promote.gate import promote
+
+    ws = _ws(ctx)
+    outcome = promote(ws, _ledger(ws), capsule, engine=engine, dry_run=dry_run)
+    if as_json:
+        _emit_json(outcome.to_dict())
+    else:
+        _print_outcome(outcome)
+    ctx.exit(outcome.exit_code)
+
+
+def _report_problems(ctx: click.Context, problems: list[Any], as_json: bool, what: str) -> None:
+    if as_json:
+        _emit_json({"ok": not problems, "problems": [p.to_dict() for p in problems]})
+    else:
+        for p in problems:
+            where = f" {p.digest}" if p.digest else ""
+            click.echo(f"{p.kind}:{where} {p.location}: {p.detail}")
+        click.echo(
+            f"{what}: {'clean' if not problems else f'{len(problems)} problems'}",
+            err=bool(problems),
+        )
+    if problems:
+        ctx.exit(EXIT_INTEGRITY)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """The CI gate: the ledger, the pointers, and a view that matches them exactly."""
+    from promote.verify import verify_workspace
+
+    ws = _ws(ctx)
+    _report_problems(ctx, verify_workspace(ws, _ledger(ws)), as_json, "verify")
+
+
+@main.command()
+@click.pass_context
+def recover(ctx: click.Context) -> None:
+    """Finish or undo what a crash interrupted, and make the view agree with the ledger."""
+    from promote.recovery import recover as do_recover
+
+    ws = _ws(ctx)
+    for line in do_recover(ws, _ledger(ws)):
+        click.echo(line)
+
+
+@main.group()
+def ledger() -> None:
+    """The hash-linked ledger."""
+
+
+@ledger.command(name="verify")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ledger_verify(ctx: click.Context, as_json: bool) -> None:
+    """Re-hash the chain, replay it, and check every object it references."""
+    from promote.verify import verify_workspace
+
+    ws = _ws(ctx)
+    _report_problems(ctx, verify_workspace(ws, _ledger(ws), view=False), as_json, "ledger verify")
+
+
+@main.group()
+def capsule() -> None:
+    """Build capsules, so nobody hand-writes JSON."""
+
+
+@capsule.command(name="new")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    required=True,
+    metavar="PATH=DIGEST",
+    help="A path and the object it should hold (repeatable).",
+)
+@click.option(
+    "--check-report", required=True, metavar="DIGEST", help="The CHECK report in the store."
+)
+@click.option(
+    "--expect",
+    "expects",
+    multiple=True,
+    metavar="PATH=DIGEST|absent",
+    help="Compare-and-swap guard on a path.",
+)
+@click.option("--expect-current", is_flag=True, help="Guard every target with what it holds now.")
+@click.option(
+    "--base", metavar="HEAD|current", help="Guard on the ledger head ('current' for now)."
+)
+@click.option("--builder", help="meta.builder")
+@click.option("--source-revision", help="meta.source_revision")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the capsule ('-' for stdout).",
+)
+@click.pass_context
+def capsule_new(
+    ctx: click.Context,
+    targets: tuple[str, ...],
+    check_report: str,
+    expects: tuple[str, ...],
+    expect_current: bool,
+    base: str | None,
+    builder: str | None,
+    source_revision: str | None,
+    output: Path,
+) -> None:
+    """Write a valid capsule; sizes are looked up in the store."""
+    from promote.capsules import new_capsule
+
+    ws = _ws(ctx)
+    data = new_capsule(
+        ws,
+        _ledger(ws),
+        targets,
+        check_report,
+        expects,
+        expect_current,
+        base,
+        builder,
+        source_revision,
+    )
+    if str(output) == "-":
+        click.echo(data.decode(), nl=False)
+    else:
+        from cas.fsutil import atomic_write
+
+        try:
+            atomic_write(output, data)
+        except OSError as e:
+            raise UsageError(f"{output}: {e.strerror}") from None
+        click.echo(f"wrote {output}")
+
+
+def run_main() -> NoReturn:
     _cli.run(main, "promote")

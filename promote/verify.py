@@ -1,12 +1,161 @@
-"""Workspace checks shared by `promote verify` and `cas fsck`."""
+"""Checks of a workspace: the ledger chain, the pointer state, the view.
+
+`promote ledger verify` runs the ledger checks, `promote verify` (the CI gate) adds
+the view, and `cas fsck` inside a workspace runs the ledger checks too.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from cas.backend import ObjectStore, Problem
+from cas.digest import ObjectRef
+from cas.errors import CasError, IntegrityError, ObjectMissing
+from promote.canonical import load_json
+from promote.ledger import EMPTY_STATE, CommitBackend, parse_entry
+from promote.model import State
+from promote.workspace import Workspace
+
+__all__ = ["ledger_problems", "verify_ledger", "verify_workspace"]
+
+REFERENCED = ("capsule", "check_report", "decision", "policy", "state_before", "state_after")
+
+
+def _object_problem(store: ObjectStore, ref: ObjectRef, where: str) -> Problem | None:
+    try:
+        size = store.size(ref.digest)
+        if size != ref.size:
+            kind = "truncated" if size < ref.size else "mismatch"
+            return Problem(
+                kind,
+                where,
+                f"object has {size} bytes, the ledger promised {ref.size}",
+                str(ref.digest),
+            )
+        for _ in store.open(ref.digest):
+            pass
+    except ObjectMissing:
+        return Problem("missing", where, "referenced object is not in the store", str(ref.digest))
+    except IntegrityError as e:
+        return Problem("mismatch", where, str(e), str(ref.digest))
+    return None
+
+
+def verify_ledger(
+    ledger: CommitBackend, store: ObjectStore
+) -> tuple[list[Problem], State | None, ObjectRef | None]:
+    """Re-hash the chain, replay the changes, check every referenced object.
+
+    Returns the problems, and the replayed state and its ref (None if unusable).
+    """
+    problems: list[Problem] = []
+    try:
+        head = ledger.head()
+    except CasError as e:
+        return [Problem("ledger", ledger.location, str(e))], None, None
+    state = EMPTY_STATE
+    prev = None
+    checked: set[ObjectRef] = set()
+    broken = False
+    for seq in range(1, head.seq + 1):
+        where = f"ledger entry {seq}"
+        try:
+            entry = parse_entry(ledger.read(seq))
+        except CasError as e:
+            problems.append(Problem("ledger", where, str(e)))
+            broken = True
+            break
+        doc = entry.doc
+        if doc["seq"] != seq:
+            problems.append(Problem("ledger", where, f"holds seq {doc['seq']}: entries reordered"))
+            broken = True
+        if doc["prev"] != (str(prev) if prev else None):
+            problems.append(
+                Problem(
+                    "ledger", where, f"prev is {doc['prev']}, but entry {seq - 1} hashes to {prev}"
+                )
+            )
+            broken = True
+        if ObjectRef.from_dict(doc["state_before"]) != state.ref():
+            problems.append(
+                Problem("ledger", where, "state_before is not the state the entries before it left")
+            )
+            broken = True
+        for change in entry.changes:
+            if state.get(change.path) != change.before:
+                problems.append(
+                    Problem(
+                        "ledger",
+                        where,
+                        f"change of {change.path}: 'from' is not what the path held",
+                    )
+                )
+                broken = True
+        state = state.apply(entry.changes)
+        if state.ref() != entry.state_after:
+            problems.append(
+                Problem("ledger", where, "replaying its changes does not give its state_after")
+            )
+            broken = True
+        refs = [ObjectRef.from_dict(doc[k]) for k in REFERENCED]
+        refs += [c.after for c in entry.changes if c.after is not None]
+        for ref in refs:
+            if ref in checked or ref == EMPTY_STATE.ref():
+                continue
+            checked.add(ref)
+            found = _object_problem(store, ref, where)
+            if found:
+                problems.append(found)
+        prev = entry.hash
+    if not broken and head.entry != prev:
+        problems.append(
+            Problem(
+                "ledger", "ledger HEAD", f"names {head.entry}, but the last entry hashes to {prev}"
+            )
+        )
+        broken = True
+    if not broken and head.state != state.ref():
+        problems.append(
+            Problem("pointer", "ledger HEAD", "pointer state differs from the replay of the ledger")
+        )
+    if not broken:
+        try:
+            stored = (
+                State.from_dict(load_json(store.read_bytes(head.state.digest), "state"))
+                if head.state != EMPTY_STATE.ref()
+                else EMPTY_STATE
+            )
+            if stored != state:
+                problems.append(
+                    Problem(
+                        "pointer",
+                        "pointer state",
+                        "stored state differs from the replay",
+                        str(head.state.digest),
+                    )
+                )
+        except CasError:
+            pass  # already reported as a missing or corrupt object
+    return problems, (None if broken else state), (None if broken else state.ref())
+
+
+def open_ledger(ws: Workspace) -> CommitBackend:
+    from promote.ledger import FileLedger
+
+    return FileLedger(ws.ledger_dir, ws.store)
 
 
 def ledger_problems(root: Path, store: ObjectStore) -> list[Problem]:
-    """Problems of the ledger and pointers of the workspace at `root`."""
-    return []
+    """For `cas fsck`: the ledger checks of the workspace at `root`."""
+    ws = Workspace.load(root)
+    return verify_ledger(open_ledger(ws), store)[0]
+
+
+def verify_workspace(ws: Workspace, ledger: CommitBackend, view: bool = True) -> list[Problem]:
+    """Ledger checks, plus (with `view`) that the view matches the ledger exactly."""
+    from promote.view import View
+
+    problems, state, ref = verify_ledger(ledger, ws.store)
+    if view and state is not None and ref is not None:
+        problems += View(ws).problems(state, ref)
+    return sorted(problems)

@@ -1,0 +1,68 @@
+# Tests of the default policy, run by `promote policy test` (as `opa test` would).
+package promote_test
+
+import rego.v1
+
+import data.promote
+
+app := "blake3:1111111111111111111111111111111111111111111111111111111111111111"
+
+lib := "blake3:2222222222222222222222222222222222222222222222222222222222222222"
+
+good := {
+	"capsule": {"schema": "promote-capsule/v1", "targets": [{"path": "release/app.whl", "digest": app, "size": 3}]},
+	"check_report": {
+		"schema": "check-report/v1", "status": "pass",
+		"subjects": [{"digest": app, "size": 3}],
+		"checks": [{"name": "unit", "status": "pass"}],
+	},
+	"current": {"release/app.whl": null},
+	"allow_list": ["release/"],
+	"ledger": {"seq": 0, "head": null},
+}
+
+test_allow_with_complete_evidence if {
+	promote.allow with input as good
+	count(promote.deny) == 0 with input as good
+}
+
+test_deny_check_status_fail if {
+	not promote.allow with input as object.union(good, {"check_report": object.union(good.check_report, {"status": "fail"})})
+}
+
+test_deny_failed_check if {
+	report := object.union(good.check_report, {"checks": [{"name": "lint", "status": "fail"}]})
+	reasons := promote.deny with input as object.union(good, {"check_report": report})
+	reasons == {"check \"lint\" failed"}
+}
+
+test_deny_no_checks if {
+	report := object.union(good.check_report, {"checks": []})
+	not promote.allow with input as object.union(good, {"check_report": report})
+}
+
+test_deny_uncovered_target if {
+	capsule := {"schema": "promote-capsule/v1", "targets": [{"path": "release/lib.so", "digest": lib, "size": 3}]}
+	reasons := promote.deny with input as object.union(good, {"capsule": capsule, "current": {"release/lib.so": null}})
+	reasons == {sprintf("target release/lib.so (%s) is not covered by the CHECK report", [lib])}
+}
+
+test_deny_same_digest_other_size if {
+	capsule := {"schema": "promote-capsule/v1", "targets": [{"path": "release/app.whl", "digest": app, "size": 4}]}
+	not promote.allow with input as object.union(good, {"capsule": capsule})
+}
+
+test_deny_outside_allow_list if {
+	capsule := {"schema": "promote-capsule/v1", "targets": [{"path": "src/app.whl", "digest": app, "size": 3}]}
+	reasons := promote.deny with input as object.union(good, {"capsule": capsule, "current": {"src/app.whl": null}})
+	reasons == {"target src/app.whl is outside the allow-list"}
+}
+
+test_deny_no_op if {
+	reasons := promote.deny with input as object.union(good, {"current": {"release/app.whl": {"digest": app, "size": 3}}})
+	reasons == {sprintf("target release/app.whl already holds %s: nothing to promote", [app])}
+}
+
+test_undefined_input_is_not_allow if {
+	not promote.allow with input as {}
+}

@@ -1,0 +1,79 @@
+"""`promote capsule new`: build a valid capsule from digests in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cas.digest import Digest, ObjectRef
+from cas.errors import ObjectMissing, UsageError
+from promote.canonical import pretty
+from promote.ledger import CommitBackend, load_state
+from promote.model import ABSENT, Capsule, Target, load_capsule
+from promote.workspace import Workspace
+
+__all__ = ["new_capsule"]
+
+
+def _pairs(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        path, sep, value = item.rpartition("=")
+        if not sep or not path:
+            raise UsageError(f"{flag} {item!r}: want PATH=VALUE")
+        out.append((path, value))
+    return out
+
+
+def new_capsule(
+    ws: Workspace,
+    ledger: CommitBackend,
+    targets: Sequence[str],
+    check_report: str,
+    expects: Sequence[str] = (),
+    expect_current: bool = False,
+    base: str | None = None,
+    builder: str | None = None,
+    source_revision: str | None = None,
+) -> bytes:
+    """The bytes of a capsule, validated exactly as `promote` will validate it.
+
+    Raises:
+        UsageError: a malformed argument, or a digest the store does not hold.
+    """
+    store = ws.store
+    head = ledger.head() if (expect_current or base == "current") else None
+    state = load_state(store, head.state) if head and expect_current else None
+    guards: dict[str, Digest | str] = {}
+    for path, value in _pairs(expects, "--expect"):
+        guards[path] = ABSENT if value == ABSENT else Digest.parse(value)
+    built = []
+    for path, value in _pairs(targets, "--target"):
+        digest = Digest.parse(value)
+        try:
+            size = store.size(digest)
+        except ObjectMissing:
+            raise UsageError(
+                f"--target {path}: {digest} is not in the store (cas put it first)"
+            ) from None
+        expect = guards.pop(path, None)
+        if expect is None and state is not None:
+            held = state.get(path)
+            expect = held.digest if held else ABSENT
+        built.append(Target(path, ObjectRef(digest, size), expect))
+    if guards:
+        raise UsageError(f"--expect for paths that are not targets: {sorted(guards)}")
+    base_digest = None
+    if base == "current":
+        assert head is not None
+        base_digest = head.entry
+    elif base:
+        base_digest = Digest.parse(base)
+    meta = {}
+    if builder:
+        meta["builder"] = builder
+    if source_revision:
+        meta["source_revision"] = source_revision
+    capsule = Capsule(tuple(built), Digest.parse(check_report), base_digest, meta)
+    data = pretty(capsule.to_dict())
+    load_capsule(data)  # the same validation promote runs: fail here, not later
+    return data

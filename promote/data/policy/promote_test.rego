@@ -1,0 +1,1 @@
+../../../control/policy/promote_test.rego

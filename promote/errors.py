@@ -1,0 +1,56 @@
+"""The error tree of the `promote` package. Exit codes come from `cas.errors`."""
+
+from __future__ import annotations
+
+from cas.errors import (
+    EXIT_DENIED,
+    EXIT_INTEGRITY,
+    CasError,
+    ConflictError,
+    UsageError,
+)
+
+__all__ = [
+    "ConflictError",
+    "Denied",
+    "InvalidCapsule",
+    "InvalidDocument",
+    "LinkageError",
+    "PolicyError",
+    "PromoteError",
+    "WorkspaceError",
+]
+
+
+class PromoteError(CasError):
+    """Root of the errors raised by promotion."""
+
+
+class InvalidDocument(UsageError, PromoteError):
+    """A JSON document that is malformed or does not match its schema."""
+
+
+class InvalidCapsule(InvalidDocument):
+    """A capsule that fails its schema or its meaning (path hygiene, collisions)."""
+
+
+class WorkspaceError(UsageError, PromoteError):
+    """No workspace, or a broken configuration."""
+
+
+class LinkageError(PromoteError):
+    """The evidence chain is broken: a digest missing or corrupt, CHECK not covering."""
+
+    exit_code = EXIT_INTEGRITY
+
+
+class Denied(PromoteError):
+    """The policy, or the allow-list, said no."""
+
+    exit_code = EXIT_DENIED
+
+
+class PolicyError(PromoteError):
+    """The policy engine failed. The gate turns this into a deny (fail closed)."""
+
+    exit_code = EXIT_DENIED

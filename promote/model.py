@@ -1,0 +1,243 @@
+"""The documents of promotion: capsule, CHECK report, pointer state, changes.
+
+Each is a small immutable class whose constructor checks meaning, with `from_dict` /
+`to_dict` that are exact inverses. `load_capsule` and `load_check_report` are the
+boundary: bytes in, one typed error out (schema first, then meaning).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from typing import Any
+
+import attrs
+
+from cas.digest import Digest, ObjectRef, hash_bytes
+from promote.canonical import canonical, load_json
+from promote.errors import InvalidCapsule, InvalidDocument
+
+__all__ = [
+    "ABSENT",
+    "CAPSULE_SCHEMA",
+    "CHECK_SCHEMA",
+    "Capsule",
+    "Change",
+    "CheckReport",
+    "State",
+    "Target",
+    "load_capsule",
+    "load_check_report",
+]
+
+CAPSULE_SCHEMA = "promote-capsule/v1"
+CHECK_SCHEMA = "check-report/v1"
+STATE_SCHEMA = "promote-state/v1"
+ABSENT = "absent"
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    import jsonschema
+
+    schema = json.loads(resources.files("promote").joinpath("data", name).read_bytes())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _schema_errors(name: str, doc: Any) -> list[str]:
+    errors = sorted(_validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    out = []
+    for e in errors[:5]:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top)"
+        msg = e.message if len(e.message) < 200 else e.message[:197] + "..."
+        out.append(f"{where}: {msg}")
+    return out
+
+
+def _ref(data: Mapping[str, Any]) -> ObjectRef:
+    return ObjectRef(Digest.parse(data["digest"]), data["size"])
+
+
+@attrs.frozen
+class Target:
+    """One path to point at one object, optionally guarded by what it holds now."""
+
+    path: str
+    ref: ObjectRef
+    #: None: no guard; ABSENT: the path must not exist; a Digest: it must hold that.
+    expect: Digest | str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Target:
+        expect = data.get("expect")
+        if expect is not None and expect != ABSENT:
+            expect = Digest.parse(expect)
+        return cls(data["path"], _ref(data), expect)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, **self.ref.to_dict()}
+        if self.expect is not None:
+            out["expect"] = str(self.expect)
+        return out
+
+
+@attrs.frozen
+class Capsule:
+    """A promotion request that names digests only."""
+
+    targets: tuple[Target, ...]
+    check_report: Digest
+    base: Digest | None = None
+    meta: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Capsule:
+        return cls(
+            targets=tuple(Target.from_dict(t) for t in data["targets"]),
+            check_report=Digest.parse(data["evidence"]["check_report"]),
+            base=Digest.parse(data["base"]) if "base" in data else None,
+            meta=dict(data.get("meta", {})),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema": CAPSULE_SCHEMA,
+            "targets": [t.to_dict() for t in self.targets],
+            "evidence": {"check_report": str(self.check_report)},
+        }
+        if self.base is not None:
+            out["base"] = str(self.base)
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        return out
+
+
+@attrs.frozen
+class CheckReport:
+    """What the CHECK phase checked, and its verdict."""
+
+    status: str
+    subjects: frozenset[ObjectRef]
+    checks: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckReport:
+        return cls(
+            status=data["status"],
+            subjects=frozenset(_ref(s) for s in data["subjects"]),
+            checks=tuple((c["name"], c["status"]) for c in data["checks"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": CHECK_SCHEMA,
+            "status": self.status,
+            "subjects": [r.to_dict() for r in sorted(self.subjects)],
+            "checks": [{"name": n, "status": s} for n, s in self.checks],
+        }
+
+    def uncovered(self, refs: Iterable[ObjectRef]) -> list[ObjectRef]:
+        """The refs this report did not check (digest AND size must match)."""
+        return [r for r in refs if r not in self.subjects]
+
+
+def load_capsule(data: bytes) -> tuple[Capsule, Any]:
+    """Parse and validate capsule bytes: JSON, then schema, then meaning.
+
+    Returns the capsule and the parsed document (for the policy input).
+
+    Raises:
+        InvalidCapsule: with a one-line reason.
+    """
+    try:
+        doc = load_json(data, "capsule")
+    except InvalidDocument as e:
+        raise InvalidCapsule(str(e)) from None
+    errors = _schema_errors("promote_capsule.schema.json", doc)
+    if errors:
+        raise InvalidCapsule("capsule does not match its schema: " + "; ".join(errors))
+    try:
+        return Capsule.from_dict(doc), doc
+    except (InvalidDocument, ValueError) as e:
+        raise InvalidCapsule(f"capsule: {e}") from None
+    except Exception as e:  # a digest or size the schema let through
+        raise InvalidCapsule(f"capsule: {e}") from None
+
+
+def load_check_report(data: bytes) -> tuple[CheckReport, Any]:
+    """Parse and validate CHECK report bytes.
+
+    Raises:
+        InvalidDocument: with a one-line reason.
+    """
+    doc = load_json(data, "CHECK report")
+    errors = _schema_errors("check_report.schema.json", doc)
+    if errors:
+        raise InvalidDocument("CHECK report does not match its schema: " + "; ".join(errors))
+    try:
+        return CheckReport.from_dict(doc), doc
+    except Exception as e:
+        raise InvalidDocument(f"CHECK report: {e}") from None
+
+
+@attrs.frozen
+class Change:
+    """One pointer move: `path` goes from `before` (None: absent) to `after`."""
+
+    path: str
+    before: ObjectRef | None
+    after: ObjectRef | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "from": self.before.to_dict() if self.before else None,
+            "to": self.after.to_dict() if self.after else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Change:
+        return cls(
+            data["path"],
+            _ref(data["from"]) if data["from"] is not None else None,
+            _ref(data["to"]) if data["to"] is not None else None,
+        )
+
+
+@attrs.frozen
+class State:
+    """The pointer state: which object each authoritative path holds."""
+
+    pointers: Mapping[str, ObjectRef] = attrs.field(factory=dict)
+
+    def get(self, path: str) -> ObjectRef | None:
+        return self.pointers.get(path)
+
+    def apply(self, changes: Iterable[Change]) -> State:
+        new = dict(self.pointers)
+        for c in changes:
+            if c.after is None:
+                new.pop(c.path, None)
+            else:
+                new[c.path] = c.after
+        return State(new)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": STATE_SCHEMA,
+            "pointers": {p: r.to_dict() for p, r in sorted(self.pointers.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> State:
+        if data.get("schema") != STATE_SCHEMA or not isinstance(data.get("pointers"), dict):
+            raise InvalidDocument("not a promote-state/v1 document")
+        return cls({p: _ref(r) for p, r in data["pointers"].items()})
+
+    def encode(self) -> bytes:
+        return canonical(self.to_dict())
+
+    def ref(self) -> ObjectRef:
+        return hash_bytes(self.encode())

@@ -1,0 +1,37 @@
+"""`promote recover`: make everything agree with the ledger after a crash.
+
+The ledger is the truth. Before its commit point a promotion leaves only unreferenced
+objects (collected by `cas gc`) and perhaps an entry temp file (removed here). After
+it, the entry exists whole; the HEAD cache and the view may lag, and are brought up
+to date here.
+"""
+
+from __future__ import annotations
+
+from cas.local import LocalStore
+from promote.ledger import CommitBackend, FileLedger, load_state
+from promote.view import View
+from promote.workspace import Workspace
+
+__all__ = ["recover"]
+
+
+def recover(ws: Workspace, ledger: CommitBackend) -> list[str]:
+    """Returns what was done, one line each (empty when nothing needed doing)."""
+    done: list[str] = []
+    if isinstance(ledger, FileLedger):
+        done += ledger.recover()
+    head = ledger.head()
+    state = load_state(ws.store, head.state)
+    view = View(ws)
+    if view.problems(state, head.state):
+        view.materialize(state, head.state)
+        done.append(f"rematerialized the view at ledger entry {head.seq}")
+        if view.problems(state, head.state):
+            done.append("the view still differs from the ledger: see 'promote verify'")
+    store = ws.store
+    if isinstance(store, LocalStore):
+        stray = store.stray_temps()
+        if stray:
+            done.append(f"{len(stray)} stray temp files in the store: 'cas gc' removes them")
+    return done
