@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint venv install install-test example bench clean
+.PHONY: demo test lint venv install install-test example bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ lint: install-test
 ## test: lint, then the whole test suite
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+## bench: time cas against dd, git, git-annex and b3sum (minutes; see README "Performance")
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## bench-smoke: the same cases on tiny data, seconds long, so that the benchmark does not rot
+bench-smoke: install
+	$(BIN)/python bench/run.py --scale 0.01 --runs 1 --out bench/out/smoke.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-workspace
