@@ -16,8 +16,7 @@ from cas import _cli
 from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
 from cas.errors import EXIT_INTEGRITY
-from cas.local import LocalStore
-from cas.stores import open_store, resolve_store_spec
+from cas.stores import init_store, open_store, resolve_store_spec
 
 
 def _store(ctx: click.Context) -> ObjectStore:
@@ -50,12 +49,14 @@ def main(ctx: click.Context, store: str | None, verbose: bool) -> None:
 
 
 @main.command()
-@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("directory", required=False)
 @click.pass_context
-def init(ctx: click.Context, directory: Path | None) -> None:
-    """Create a store in DIRECTORY (default: the resolved store, usually .cas)."""
-    target = directory or Path(resolve_store_spec(ctx.obj["store"]))
-    store = LocalStore.init(target)
+def init(ctx: click.Context, directory: str | None) -> None:
+    """Create a store in DIRECTORY or s3://BUCKET/PREFIX (default: the resolved store).
+
+    An S3 store's bucket is created when missing.
+    """
+    store = init_store(directory or resolve_store_spec(ctx.obj["store"]))
     click.echo(f"initialized store {store.location}")
 
 

@@ -10,7 +10,14 @@ from cas.backend import ObjectStore
 from cas.errors import UsageError
 from cas.local import LocalStore
 
-__all__ = ["CONFIG_PATH", "DEFAULT_STORE", "find_workspace", "open_store", "resolve_store_spec"]
+__all__ = [
+    "CONFIG_PATH",
+    "DEFAULT_STORE",
+    "find_workspace",
+    "init_store",
+    "open_store",
+    "resolve_store_spec",
+]
 
 #: Where a promote workspace keeps its configuration, relative to its root.
 CONFIG_PATH = Path("control/promote/config.json")
@@ -64,9 +71,29 @@ def resolve_store_spec(explicit: str | None, cwd: Path | None = None) -> str:
 
 
 def open_store(spec: str) -> ObjectStore:
-    """Open the store named by `spec`: a directory, or `s3://bucket/prefix`."""
+    """Open the store named by `spec`: a directory, or `s3://bucket/prefix`.
+
+    An S3 store takes its endpoint and credentials from the standard AWS environment
+    and config files. boto3 is imported only then, so local use stays fast.
+    """
     if spec.startswith("s3://"):
-        raise UsageError("S3 stores are not supported yet")
+        from cas.s3 import S3Store
+
+        return S3Store.existing(spec)
+    _refuse_other_schemes(spec)
+    return LocalStore.existing(Path(spec))
+
+
+def init_store(spec: str) -> ObjectStore:
+    """Create the store named by `spec` (an S3 store's bucket too, when missing)."""
+    if spec.startswith("s3://"):
+        from cas.s3 import S3Store
+
+        return S3Store.init(spec)
+    _refuse_other_schemes(spec)
+    return LocalStore.init(Path(spec))
+
+
+def _refuse_other_schemes(spec: str) -> None:
     if "://" in spec:
         raise UsageError(f"unsupported store {spec!r}: want a directory or s3://bucket/prefix")
-    return LocalStore.existing(Path(spec))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from helpers import run_cli
+from servers import S3Server, seaweedfs
 
 from cas.local import LocalStore
 
@@ -37,3 +38,10 @@ def cas(work: Path) -> Cli:
         return run_cli("cas", *args, cwd=work, **kw)  # type: ignore[arg-type]
 
     return call
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real SeaweedFS S3 server for the whole session; a failed start fails the tests."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

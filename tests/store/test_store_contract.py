@@ -1,29 +1,38 @@
 """The object-store contract. Every backend must pass these same tests.
 
-Backends are listed in `backends` below; the S3 backend joins when a server is up.
+The `backend` fixture lists them: the local directory, and S3 on a real SeaweedFS
+server (a fresh bucket and prefix per test; the server starts once per session and its
+failure to start fails these tests).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import S3Server
 
 from cas.backend import ObjectStore
 from cas.digest import Digest, hash_bytes
 from cas.errors import DigestMismatch, ObjectMissing
 from cas.local import LocalStore
+from cas.s3 import S3Store
 
 MISSING = Digest.parse("blake3:" + "0" * 64)
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
     if request.param == "local":
         yield LocalStore.init(tmp_path / "store")
+    elif request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        url = f"s3://{server.new_bucket(create=False)}/{uuid.uuid4().hex[:8]}/store"
+        yield S3Store.init(url, client=server.client())
 
 
 def test_put_then_read_back(backend: ObjectStore) -> None:
@@ -84,6 +93,9 @@ def test_clean_store_fscks_clean(backend: ObjectStore) -> None:
 
 def corrupt(backend: ObjectStore, digest: Digest, data: bytes) -> None:
     """Overwrite an object's bytes behind the store's back."""
+    if isinstance(backend, S3Store):
+        backend.client.put_object(Bucket=backend.bucket, Key=backend.object_key(digest), Body=data)
+        return
     assert isinstance(backend, LocalStore)
     path = backend.object_path(digest)
     os.chmod(path, 0o644)
