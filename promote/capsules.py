@@ -65,7 +65,7 @@ def new_capsule(
     base_digest = None
     if base == "current":
         assert head is not None
-        base_digest = head.entry
+        base_digest = head.base
     elif base:
         base_digest = Digest.parse(base)
     meta = {}

@@ -140,10 +140,10 @@ def _verify_ref(ws: Workspace, ref: ObjectRef, what: str) -> None:
 
 
 def _check_guards(capsule: Capsule, head: Head, state: State) -> None:
-    if capsule.base is not None and capsule.base != head.entry:
+    if capsule.base is not None and capsule.base != head.base:
         raise ConflictError(
             f"stale capsule: it expects ledger head {capsule.base}, but the head is"
-            f" {head.entry or 'empty'} (entry {head.seq})"
+            f" {head.base} (entry {head.seq})"
         )
     for t in capsule.targets:
         if t.expect is None:

@@ -36,6 +36,7 @@ from promote.model import Change, State
 
 __all__ = [
     "ENTRY_SCHEMA",
+    "GENESIS_BASE",
     "CommitBackend",
     "Entry",
     "FileLedger",
@@ -46,6 +47,8 @@ __all__ = [
 
 ENTRY_SCHEMA = "promote-ledger-entry/v1"
 EMPTY_STATE = State()
+#: The `base` of a capsule built against the empty ledger.
+GENESIS_BASE = Digest("blake3", "0" * 64)
 LOCK_TIMEOUT = float(os.environ.get("PROMOTE_LOCK_TIMEOUT", "30"))
 
 
@@ -60,6 +63,11 @@ class Head:
     @classmethod
     def genesis(cls) -> Head:
         return cls(0, None, EMPTY_STATE.ref())
+
+    @property
+    def base(self) -> Digest:
+        """What a capsule's `base` names for this head (GENESIS_BASE when empty)."""
+        return self.entry or GENESIS_BASE
 
     def to_dict(self) -> dict[str, Any]:
         return {
