@@ -203,15 +203,21 @@ class S3Store(ObjectStore):
         max_concurrency: int = 4,
         temp_grace: float = 3600.0,
     ) -> None:
-        """Args:
-        bucket, prefix: where the store lives.
-        client: a boto3 S3 client (default: from the AWS environment and config).
-        multipart_threshold: larger sources go through a multipart upload.
-        part_size: the size of each part (the last may be smaller); it doubles every
-            1,000 parts so that a stream of unknown length never runs out of parts.
-        copy_limit: larger temp objects are copied into place part by part.
-        max_concurrency: parts uploaded (or re-hashed by fsck) at once.
-        temp_grace: how old (seconds) a temp key must be before fsck calls it stray.
+        """A handle on the store; no request is made until it is used.
+
+        Args:
+            bucket: the bucket.
+            prefix: the key prefix of the store inside the bucket (may be empty).
+            client: a boto3 S3 client (default: from the AWS environment and config).
+            multipart_threshold: larger sources go through a multipart upload.
+            part_size: the size of each part (the last may be smaller). It doubles
+                every 1,000 parts, so a stream of unknown length never runs out.
+            copy_limit: larger temp objects are copied into place part by part.
+            max_concurrency: parts uploaded (or objects re-hashed by fsck) at once.
+            temp_grace: how old (seconds) a temp key must be before fsck calls it stray.
+
+        Raises:
+            UsageError: for a threshold or part size under S3's 5 MiB minimum.
         """
         if multipart_threshold < MIN_PART or part_size < MIN_PART:
             raise UsageError(f"multipart threshold and part size must be at least {MIN_PART}")
