@@ -17,7 +17,11 @@ install-test: $(BIN)/python
 
 ## demo: install, then run the end-to-end example on the embedded defaults
 demo: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh demo-workspace
+
+## example: regenerate execution/ (the example's ledger and report), byte-identical
+example: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/regenerate.sh execution
 
 ## lint: ruff and mypy (strict on cas/ and promote/)
 lint: install-test

@@ -90,11 +90,7 @@ def init(directory: Path | None, allow: tuple[str, ...], mode: str | None) -> No
     from promote.workspace import Workspace
 
     ws = Workspace.init(directory or Path.cwd(), list(allow) or None, mode)
-    ledger = _ledger(ws)
-    from promote.ledger import load_state
-
-    head = ledger.head()
-    View(ws).materialize(load_state(ws.store, head.state), head.state)
+    View(ws).sync(_ledger(ws))
     click.echo(f"initialized promote workspace {ws.root}")
 
 
@@ -272,3 +268,12 @@ def capsule_new(
 
 def run_main() -> NoReturn:
     _cli.run(main, "promote")
+
+
+from promote.cli_remote import register as _register_remote  # noqa: E402
+
+_register_remote(main)
+
+from promote.cli_audit import register as _register_audit  # noqa: E402
+
+_register_audit(main)

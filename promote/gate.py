@@ -305,8 +305,15 @@ def promote(
             raise Denied("denied by policy: " + "; ".join(decision.deny))
         store.put_bytes(p.state_after.encode())
         new_head = ledger.commit(p.head, p.entry, p.state_after)
-        View(ws).materialize(p.state_after, p.state_after.ref())
-        outcome = Outcome("promoted", 0, [], capsule_ref, decision, new_head, changes)
+        # Past the commit point the promotion has happened, whatever follows.
+        reasons = []
+        code = 0
+        try:
+            View(ws).sync(ledger)
+        except CasError as e:
+            reasons = [f"committed, but the view is behind: {e} (run 'promote recover')"]
+            code = e.exit_code
+        outcome = Outcome("promoted", code, reasons, capsule_ref, decision, new_head, changes)
     except CasError as e:
         status = "denied" if isinstance(e, Denied) else "failed"
         reasons = list(decision.deny) if (decision and not decision.allow) else [str(e)]

@@ -25,7 +25,8 @@ def recover(ws: Workspace, ledger: CommitBackend) -> list[str]:
     state = load_state(ws.store, head.state)
     view = View(ws)
     if view.problems(state, head.state):
-        view.materialize(state, head.state)
+        head = view.sync(ledger)
+        state = load_state(ws.store, head.state)
         done.append(f"rematerialized the view at ledger entry {head.seq}")
         if view.problems(state, head.state):
             done.append("the view still differs from the ledger: see 'promote verify'")

@@ -35,7 +35,7 @@ from cas.local import LocalStore
 from cas.materialize import copy_object
 from promote.canonical import canonical, load_json
 from promote.errors import WorkspaceError
-from promote.ledger import file_lock, load_state
+from promote.ledger import CommitBackend, Head, file_lock, load_state
 from promote.model import State
 from promote.workspace import Workspace
 
@@ -56,16 +56,27 @@ class View:
         """The top-level directories of the allow-list: the only names the view owns."""
         return sorted({p.split("/")[0] for p in self.ws.allow_list})
 
-    def lock(self) -> object:
-        return file_lock(self.meta / "view.lock", what="the view lock")
+    def sync(self, ledger: CommitBackend) -> Head:
+        """Make the view show the ledger's head state, read under the view lock.
+
+        Reading the head under the lock means two promoters that finish out of order
+        can never leave the view showing the older state.
+        """
+        with file_lock(self.meta / "view.lock", what="the view lock"):
+            head = ledger.head()
+            self._materialize(load_state(self.ws.store, head.state), head.state)
+            return head
 
     def materialize(self, state: State, ref: ObjectRef) -> None:
-        """Make the view show `state` (whose stored form is `ref`)."""
+        """Make the view show `state` (whose stored form is `ref`). Prefer `sync`."""
         with file_lock(self.meta / "view.lock", what="the view lock"):
-            if self.ws.view_mode == "symlink":
-                self._switch_generation(state, ref)
-            else:
-                self._copy(state, ref)
+            self._materialize(state, ref)
+
+    def _materialize(self, state: State, ref: ObjectRef) -> None:
+        if self.ws.view_mode == "symlink":
+            self._switch_generation(state, ref)
+        else:
+            self._copy(state, ref)
 
     # -- symlink mode --------------------------------------------------------
 
