@@ -12,6 +12,7 @@ from cas.backend import ObjectStore, Problem
 from cas.digest import ObjectRef
 from cas.errors import CasError, IntegrityError, ObjectMissing
 from promote.canonical import load_json
+from promote.errors import WorkspaceError
 from promote.ledger import EMPTY_STATE, CommitBackend, parse_entry
 from promote.model import State
 from promote.workspace import Workspace
@@ -140,9 +141,22 @@ def verify_ledger(
 
 
 def open_ledger(ws: Workspace) -> CommitBackend:
-    from promote.ledger import FileLedger
+    """The workspace's commit backend: `$PROMOTE_LEDGER`, else the config's "ledger".
 
-    return FileLedger(ws.ledger_dir, ws.store)
+    A `postgresql://` URL is a PgLedger; anything else a FileLedger directory
+    (relative to the workspace root).
+    """
+    import os
+
+    from promote.ledger import FileLedger
+    from promote.pg import PgLedger, is_pg_url
+
+    spec = os.environ.get("PROMOTE_LEDGER") or ws.ledger_spec
+    if is_pg_url(spec):
+        return PgLedger(spec)
+    if "://" in spec:
+        raise WorkspaceError(f"unsupported ledger {spec!r}: want a directory or postgresql://")
+    return FileLedger(ws.root / spec, ws.store)
 
 
 def ledger_problems(root: Path, store: ObjectStore) -> list[Problem]:

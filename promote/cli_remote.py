@@ -1,0 +1,229 @@
+"""The commands for running on several machines, registered on `promote`.
+
+    promote db migrate [--url URL]      apply the schema migrations (explicitly)
+    promote db status [--url URL]       the applied and the needed schema version
+    promote ledger export [--to DIR]    the ledger as local-ledger files
+    promote ledger push URL             a local ledger into PostgreSQL
+    promote store push DEST             the workspace's objects into another store
+    promote checkout [--to DIR]         materialize the current state here, verified
+
+Thin: each parses, calls one function of `promote.remote` or `promote.pg`, prints.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cas.errors import UsageError
+
+__all__ = ["register"]
+
+
+def _ws(ctx: click.Context) -> Any:
+    from promote.workspace import Workspace
+
+    return Workspace.find(ctx.find_root().obj["root"])
+
+
+def _ledger(ws: Any) -> Any:
+    from promote.verify import open_ledger
+
+    return open_ledger(ws)
+
+
+def _db_url(ctx: click.Context, url: str | None) -> str:
+    from promote.pg import is_pg_url
+
+    if url is None:
+        url = os.environ.get("PROMOTE_LEDGER") or _ws(ctx).ledger_spec
+        if not is_pg_url(url):
+            raise UsageError(
+                "the workspace's ledger is not a postgresql:// URL; give the database with --url"
+            )
+    if not is_pg_url(url):
+        raise UsageError(f"{url!r} is not a postgresql:// URL")
+    return url
+
+
+# -- promote db ----------------------------------------------------------------
+
+
+@click.group()
+def db() -> None:
+    """The PostgreSQL ledger database."""
+
+
+_URL_HELP = "The database (default: the workspace's ledger URL, or $PROMOTE_LEDGER)."
+
+
+@db.command()
+@click.option("--url", help=_URL_HELP)
+@click.pass_context
+def migrate(ctx: click.Context, url: str | None) -> None:
+    """Apply the schema migrations the database lacks, in one transaction."""
+    from promote.pg import migrate as do_migrate
+    from promote.pg import migrations, redact
+
+    url = _db_url(ctx, url)
+    done = do_migrate(url)
+    for name in done:
+        click.echo(f"applied {name}")
+    click.echo(f"{redact(url)}: schema at version {len(migrations())}")
+
+
+@db.command()
+@click.option("--url", help=_URL_HELP)
+@click.pass_context
+def status(ctx: click.Context, url: str | None) -> None:
+    """The schema version applied, and the one this promote needs (exit 2 if behind)."""
+    from promote.pg import PgLedger, redact
+
+    url = _db_url(ctx, url)
+    ledger = PgLedger(url)
+    try:
+        head = ledger.head()  # connects, and refuses a schema that is not current
+    finally:
+        ledger.close()
+    click.echo(f"{redact(url)}: schema current; ledger head entry {head.seq} {head.entry or ''}")
+
+
+# -- promote ledger export / push ---------------------------------------------
+
+
+@click.command(name="export")
+@click.option(
+    "--to",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The directory (default: execution/ledger-export in the workspace).",
+)
+@click.pass_context
+def ledger_export(ctx: click.Context, to: Path | None) -> None:
+    """Write the ledger as local-ledger files (entries/<seq>.json, HEAD), then verify them.
+
+    Run it again to bring an export up to date; entries already there must match.
+    """
+    from promote.cli import _report_problems
+    from promote.ledger import FileLedger
+    from promote.remote import export_ledger
+    from promote.verify import verify_ledger
+
+    ws = _ws(ctx)
+    to = (to or ws.root / "execution" / "ledger-export").absolute()
+    source = _ledger(ws)
+    if isinstance(source, FileLedger) and source.dir.resolve() == to.resolve():
+        raise UsageError(f"{to} is the ledger itself")
+    head, written = export_ledger(source, to, ws.store)
+    click.echo(f"exported {written} new entries to {to} (head: entry {head.seq})")
+    problems = verify_ledger(FileLedger(to, ws.store), ws.store)[0]
+    _report_problems(ctx, problems, False, "ledger verify")
+
+
+@click.command(name="push")
+@click.argument("url")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The local ledger directory (default: the workspace's config 'ledger').",
+)
+@click.pass_context
+def ledger_push(ctx: click.Context, url: str, source: Path | None) -> None:
+    """Append the local ledger to the PostgreSQL ledger at URL (migrated, empty or behind).
+
+    Then point the workspace at URL ("ledger" in control/promote/config.json).
+    """
+    from promote.ledger import FileLedger
+    from promote.pg import PgLedger, is_pg_url
+    from promote.remote import push_ledger
+
+    ws = _ws(ctx)
+    if not is_pg_url(url):
+        raise UsageError(f"{url!r} is not a postgresql:// URL")
+    if source is None:
+        if "://" in ws.ledger_spec:
+            raise UsageError("the workspace's ledger is not local; give it with --from DIR")
+        source = ws.ledger_dir
+    local = FileLedger(ws.root / source, ws.store)
+    with PgLedger(url) as remote:
+        before, after = push_ledger(local, remote, ws.store)
+    click.echo(
+        f"pushed {after.seq - before.seq} entries to {remote.location}"
+        f" (head: entry {after.seq} {after.entry or ''})"
+    )
+
+
+# -- promote store push --------------------------------------------------------
+
+
+@click.group()
+def store() -> None:
+    """The workspace's object store."""
+
+
+@store.command(name="push")
+@click.argument("dest")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Re-read and re-hash each object at DEST after copying it.",
+)
+@click.pass_context
+def store_push(ctx: click.Context, dest: str, jobs: int, verify: bool) -> None:
+    """Copy every object DEST lacks (a directory or s3://bucket/prefix; it must exist).
+
+    Source bytes are verified while streaming and DEST names each object by the hash
+    of what it received, so a corrupt object is never copied under its name.
+    """
+    from cas.stores import open_store
+    from promote.remote import push_objects
+
+    ws = _ws(ctx)
+    stats = push_objects(ws.store, open_store(dest), jobs=jobs, verify=verify)
+    click.echo(
+        f"pushed {stats.copied} objects ({stats.bytes} bytes) to {dest};"
+        f" {stats.present} were there already"
+    )
+
+
+# -- promote checkout ----------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--to",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Materialize into DIR instead of the workspace's own view.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["symlink", "copy"]),
+    help="With --to: the view's mode (default: the workspace's; copy for a remote store).",
+)
+@click.pass_context
+def checkout(ctx: click.Context, to: Path | None, mode: str | None) -> None:
+    """Materialize the authoritative view of the ledger's current state, verified."""
+    from promote.remote import checkout as do_checkout
+
+    ws = _ws(ctx)
+    done = do_checkout(ws, _ledger(ws), to, mode)
+    click.echo(
+        f"checked out ledger entry {done.head.seq} ({done.paths} paths, {done.mode} mode)"
+        f" at {done.root}"
+    )
+
+
+def register(main: click.Group) -> None:
+    """Add these commands to the `promote` group."""
+    main.add_command(db)
+    main.add_command(store)
+    main.add_command(checkout)
+    ledger = main.commands["ledger"]
+    assert isinstance(ledger, click.Group)
+    ledger.add_command(ledger_export)
+    ledger.add_command(ledger_push)

@@ -1,0 +1,167 @@
+"""Helpers for the ledger tests: workspaces ("machines"), capsules, synthetic entries.
+
+A `Machine` is one promote workspace in its own directory, as a runner on its own host
+would have: its config names the ledger (a directory or a postgresql:// URL) and the
+store. Promotions go through the real `promote` console script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from helpers import run_cli
+
+from cas.digest import ObjectRef
+from cas.errors import CasError
+from promote.canonical import pretty
+from promote.capsules import new_capsule
+from promote.ledger import CommitBackend, Entry, Head, build_entry, load_state
+from promote.model import Change, State
+from promote.verify import open_ledger
+from promote.workspace import Workspace
+
+__all__ = ["Machine", "commit_worker", "make_machine", "next_entry"]
+
+
+@attrs.define
+class Machine:
+    root: Path
+    env: dict[str, str] = attrs.Factory(dict)
+
+    @property
+    def ws(self) -> Workspace:
+        return Workspace.load(self.root)
+
+    def ledger(self) -> CommitBackend:
+        return open_ledger(self.ws)
+
+    def promote(
+        self, *args: str | os.PathLike[str], **kw: Any
+    ) -> subprocess.CompletedProcess[bytes]:
+        env = {**self.env, **kw.pop("env", {})}
+        return run_cli("promote", *args, cwd=self.root, env=env, **kw)
+
+    def popen(self, *args: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Any:
+        from helpers import clean_env, script
+
+        return subprocess.Popen(
+            [script("promote"), *map(str, args)],
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=clean_env({**self.env, **(env or {})}),
+        )
+
+    def put(self, data: bytes) -> ObjectRef:
+        return self.ws.store.put_bytes(data)
+
+    def capsule(
+        self, targets: Mapping[str, bytes], name: str, base: str | None = "current"
+    ) -> Path:
+        """Put the artifacts and a passing CHECK report; write capsule `name`."""
+        ws = self.ws
+        refs = {p: ws.store.put_bytes(data) for p, data in targets.items()}
+        report = {
+            "schema": "check-report/v1",
+            "status": "pass",
+            "subjects": [r.to_dict() for r in refs.values()],
+            "checks": [{"name": "unit", "status": "pass"}],
+        }
+        check = ws.store.put_bytes(pretty(report))
+        ledger = open_ledger(ws)
+        try:
+            data = new_capsule(
+                ws,
+                ledger,
+                [f"{p}={r.digest}" for p, r in refs.items()],
+                str(check.digest),
+                base=base,
+            )
+        finally:
+            close = getattr(ledger, "close", None)
+            if close:
+                close()
+        out = self.root / f"{name}.capsule.json"
+        out.write_bytes(data)
+        return out
+
+    def view_files(self) -> dict[str, bytes]:
+        """What the view shows: path -> bytes, for every file under the allow-list tops."""
+        out = {}
+        for top in sorted({p.split("/")[0] for p in self.ws.allow_list}):
+            base = self.root / top
+            for dirpath, _dirs, files in os.walk(base, followlinks=True):
+                for f in files:
+                    full = Path(dirpath, f)
+                    out[full.relative_to(self.root).as_posix()] = full.read_bytes()
+        return out
+
+
+def make_machine(
+    root: Path, ledger: str, store: str | None = None, mode: str | None = None
+) -> Machine:
+    """A workspace at `root` whose config points at `ledger` (and `store`)."""
+    Workspace.init(root, mode=mode)
+    cfg = root / "control/promote/config.json"
+    config = json.loads(cfg.read_bytes())
+    config["ledger"] = ledger
+    if store is not None:
+        config["store"] = store
+    cfg.write_bytes(pretty(config))
+    return Machine(root)
+
+
+def next_entry(ledger: CommitBackend, ws: Workspace, path: str, data: bytes) -> tuple[Entry, State]:
+    """A synthetic next entry (after the current head) that points `path` at `data`.
+
+    Everything it references is put into the store, so the ledger verifies clean.
+    """
+    store = ws.store
+    head = ledger.head()
+    state = load_state(store, head.state)
+    ref = store.put_bytes(data)
+    change = Change(path, state.get(path), ref)
+    after = state.apply([change])
+    store.put_bytes(after.encode())
+    docs = [store.put_bytes(pretty({"doc": k, "path": path, "data": data.hex()})) for k in "cdp"]
+    entry = build_entry(
+        head,
+        capsule=docs[0],
+        check_report=docs[1],
+        decision=docs[2],
+        policy=docs[2],
+        state_after=after.ref(),
+        changes=[change],
+    )
+    return entry, after
+
+
+def commit_worker(index: int, args: tuple[str, str, bytes, bytes, Any], results: Any) -> None:
+    """In a child process: wait at the barrier, then commit; puts (index, outcome)."""
+    from promote.ledger import parse_entry
+    from promote.model import State as StateCls
+
+    root, spec, entry_bytes, state_bytes, barrier = args
+    ws = Workspace.load(Path(root))
+    os.environ["PROMOTE_LEDGER"] = spec
+    ledger = open_ledger(ws)
+    entry = parse_entry(entry_bytes)
+    state = StateCls.from_dict(json.loads(state_bytes))
+    base = Head(entry.seq - 1, None, ObjectRef.from_dict(entry.doc["state_before"]))
+    if entry.doc["prev"]:
+        from cas.digest import Digest
+
+        base = attrs.evolve(base, entry=Digest.parse(entry.doc["prev"]))
+    ledger.head()  # connected and ready before the barrier, so the commits really race
+    barrier.wait()
+    try:
+        ledger.commit(base, entry, state)
+        results.put((index, "won"))
+    except CasError as e:
+        results.put((index, f"{type(e).__name__}: {e}"))
