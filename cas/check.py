@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from cas.backend import Problem
-from cas.stores import find_workspace, open_store
+from cas.stores import find_workspace, open_store, resolve_store_spec
 
 __all__ = ["FsckReport", "check_all"]
 
@@ -31,12 +32,32 @@ class FsckReport:
         return f"fsck: {self.objects} objects checked, {state}"
 
 
+def _workspace_of(store_spec: str) -> Path | None:
+    """The enclosing workspace, if `store_spec` is its store (else the ledger is not ours)."""
+    env_root = os.environ.get("PROMOTE_ROOT")
+    root = Path(env_root) if env_root else find_workspace(Path.cwd())
+    if root is None:
+        return None
+    if resolve_store_spec(None, root) != store_spec and not _same_dir(
+        resolve_store_spec(None, root), store_spec
+    ):
+        return None
+    return root
+
+
+def _same_dir(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_all(store_spec: str, quarantine: bool = False) -> FsckReport:
     """Check the store; inside a workspace, also its pointers and ledger."""
     store = open_store(store_spec)
     objects = sum(1 for _ in store.iterate())
     problems = store.fsck(quarantine=quarantine)
-    root = find_workspace(Path.cwd())
+    root = _workspace_of(store_spec)
     if root is not None:
         from promote.verify import ledger_problems
 

@@ -18,9 +18,11 @@ from typing import Any
 
 import attrs
 
+from cas._crash import crashpoint
 from cas.digest import Digest, ObjectRef, hash_bytes
 from cas.errors import CasError, ConflictError, IntegrityError, ObjectMissing, UsageError
-from promote.canonical import pretty
+from cas.fsutil import atomic_write, makedirs_durable
+from promote.canonical import canonical, pretty
 from promote.errors import Denied, InvalidCapsule, InvalidDocument, LinkageError, PolicyError
 from promote.ledger import CommitBackend, Entry, Head, build_entry, load_state
 from promote.model import (
@@ -233,8 +235,6 @@ def plan(
     after = state.apply(changes)
     capsule_ref = hash_bytes(capsule_bytes)
     doc = policy_input(ws, capsule_doc, capsule_ref, check_doc, capsule, head, state)
-    from promote.canonical import canonical
-
     input_bytes = canonical(doc)
     try:
         bundle = load_bundle(ws.policy_dir, ws.policy_package)
@@ -298,8 +298,6 @@ def promote(
         store.put_bytes(p.bundle.encode())
         store.put_bytes(p.input_bytes)
         store.put_bytes(decision.encode())
-        from cas._crash import crashpoint
-
         crashpoint("promote.decision-stored")
         if not decision.allow:
             raise Denied("denied by policy: " + "; ".join(decision.deny))
@@ -324,7 +322,5 @@ def promote(
 
 
 def write_report(ws: Workspace, outcome: Outcome) -> None:
-    from cas.fsutil import atomic_write, makedirs_durable
-
     makedirs_durable(ws.report_path.parent)
     atomic_write(ws.report_path, pretty(outcome.to_dict()))
