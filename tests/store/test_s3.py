@@ -203,7 +203,7 @@ def test_iterate_pages_in_digest_order(make_store: MakeStore) -> None:
     """More objects than one ListObjectsV2 page (1,000 keys) still list sorted."""
     store = make_store()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        refs = list(pool.map(lambda i: store.put_bytes(i.to_bytes(4, "big")), range(1100)))
+        refs = list(pool.map(lambda i: store.put_bytes(i.to_bytes(4, "big")), range(1005)))
     assert list(store.iterate()) == sorted(r.digest for r in refs)
 
 
@@ -318,6 +318,17 @@ def test_parse_s3_url(url: str, want: tuple[str, str]) -> None:
 def test_bad_s3_urls_are_usage_errors(url: str) -> None:
     with pytest.raises(UsageError):
         parse_s3_url(url)
+
+
+def test_init_is_idempotent_and_shares_a_bucket(s3_server: S3Server) -> None:
+    bucket = s3_server.new_bucket(create=False)
+    a = S3Store.init(f"s3://{bucket}/a", client=s3_server.client())
+    ref = a.put_bytes(b"keep me")
+    again = S3Store.init(f"s3://{bucket}/a", client=s3_server.client())
+    assert again.has(ref.digest)
+    b = S3Store.init(f"s3://{bucket}/b", client=s3_server.client())
+    assert list(b.iterate()) == []
+    assert b.fsck() == [] and a.fsck() == []
 
 
 def test_open_missing_store_or_bucket(s3_server: S3Server) -> None:
