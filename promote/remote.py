@@ -281,16 +281,23 @@ def checkout(
     from promote.view import View
 
     target = target_workspace(ws, to, mode)
-    head, state = _read_state(ws, ledger)
     store = target.store
-    if target.view_mode == "symlink":
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            list(pool.map(store.verify, state.pointers.values()))
     view = View(target)
-    try:
-        view.materialize(state, head.state)
-    except OSError as e:
-        raise WorkspaceError(f"{target.view_root}: cannot write the view: {e}") from None
+    for _ in range(5):
+        head, state = _read_state(ws, ledger)
+        if target.view_mode == "symlink":  # copy mode verifies each file as it copies
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                list(pool.map(store.verify, state.pointers.values()))
+        try:
+            # re-reads the head under the view lock: a concurrent checkout or promotion
+            # can never leave the view at an older state
+            shown = view.sync(ledger)
+        except OSError as e:
+            raise WorkspaceError(f"{target.view_root}: cannot write the view: {e}") from None
+        if shown == head:
+            break
+    else:
+        raise ConflictError("the ledger kept moving during the checkout; retry")
     problems = view.problems(state, head.state)
     if problems:
         p = problems[0]
