@@ -298,7 +298,8 @@ _WORDS = (("pass", "passed"), ("fail", "failed"), ("error", "errors"), ("skip", 
     "input_file",
     required=True,
     type=click.Path(path_type=Path),
-    help="The input document (JSON; '-' for stdin), e.g. a denied run's input from the store.",
+    help="The input document: a JSON file, '-' for stdin, or the digest of one in the store"
+    " (a run's report names its decision's input).",
 )
 @click.option("--engine", type=_ENGINES, help="Override the configured policy engine.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision document.")
@@ -315,7 +316,14 @@ def policy_eval_cmd(
     from promote.workspace import Workspace
 
     ws = Workspace.find(ctx.obj["root"])
-    doc = load_json(_read(input_file, "input"), f"input {input_file}")
+    if str(input_file).startswith("blake3:") and not input_file.exists():
+        from cas.digest import Digest
+        from promote.canonical import MAX_DOCUMENT
+
+        data = ws.store.read_bytes(Digest.parse(str(input_file)), limit=MAX_DOCUMENT)
+    else:
+        data = _read(input_file, "input")
+    doc = load_json(data, f"input {input_file}")
     bundle = load_bundle(ws.policy_dir, ws.policy_package)
     decision = decide(engine_from_config(ws.engine_config, engine), bundle, doc)
     if as_json:

@@ -27,7 +27,10 @@ test_allow_with_complete_evidence if {
 }
 
 test_deny_check_status_fail if {
-	not promote.allow with input as object.union(good, {"check_report": object.union(good.check_report, {"status": "fail"})})
+	report := object.union(good.check_report, {"status": "fail"})
+	not promote.allow with input as object.union(good, {"check_report": report})
+	reasons := promote.deny with input as object.union(good, {"check_report": report})
+	reasons == {"the CHECK report's status is not pass"}
 }
 
 test_deny_failed_check if {
@@ -39,6 +42,8 @@ test_deny_failed_check if {
 test_deny_no_checks if {
 	report := object.union(good.check_report, {"checks": []})
 	not promote.allow with input as object.union(good, {"check_report": report})
+	reasons := promote.deny with input as object.union(good, {"check_report": report})
+	reasons == {"the CHECK report ran no checks"}
 }
 
 test_deny_uncovered_target if {
@@ -50,6 +55,8 @@ test_deny_uncovered_target if {
 test_deny_same_digest_other_size if {
 	capsule := {"schema": "promote-capsule/v1", "targets": [{"path": "release/app.whl", "digest": app, "size": 4}]}
 	not promote.allow with input as object.union(good, {"capsule": capsule})
+	reasons := promote.deny with input as object.union(good, {"capsule": capsule})
+	reasons == {sprintf("target release/app.whl (%s) is not covered by the CHECK report", [app])}
 }
 
 test_deny_outside_allow_list if {
@@ -65,4 +72,54 @@ test_deny_no_op if {
 
 test_undefined_input_is_not_allow if {
 	not promote.allow with input as {}
+}
+
+test_deny_reasons_add_up if {
+	report := object.union(good.check_report, {"status": "fail", "checks": [{"name": "lint", "status": "fail"}]})
+	capsule := {"schema": "promote-capsule/v1", "targets": [{"path": "src/lib.so", "digest": lib, "size": 3}]}
+	reasons := promote.deny with input as object.union(good, {"check_report": report, "capsule": capsule, "current": {"src/lib.so": null}})
+	reasons == {
+		"the CHECK report's status is not pass",
+		"check \"lint\" failed",
+		sprintf("target src/lib.so (%s) is not covered by the CHECK report", [lib]),
+		"target src/lib.so is outside the allow-list",
+	}
+}
+
+# allow needs every target covered and allow-listed, not just one of them
+test_deny_one_target_of_two if {
+	capsule := {"schema": "promote-capsule/v1", "targets": [
+		{"path": "release/app.whl", "digest": app, "size": 3},
+		{"path": "src/app.whl", "digest": app, "size": 3},
+	]}
+	inp := object.union(good, {"capsule": capsule, "current": {"release/app.whl": null, "src/app.whl": null}})
+	not promote.allow with input as inp
+	reasons := promote.deny with input as inp
+	reasons == {"target src/app.whl is outside the allow-list"}
+}
+
+test_allow_two_targets if {
+	capsule := {"schema": "promote-capsule/v1", "targets": [
+		{"path": "release/app.whl", "digest": app, "size": 3},
+		{"path": "release/lib.so", "digest": lib, "size": 3},
+	]}
+	report := object.union(good.check_report, {"subjects": [{"digest": app, "size": 3}, {"digest": lib, "size": 3}]})
+	inp := object.union(good, {"capsule": capsule, "check_report": report, "current": {"release/app.whl": null, "release/lib.so": null}})
+	promote.allow with input as inp
+}
+
+test_allow_replacing_another_digest if {
+	promote.allow with input as object.union(good, {"current": {"release/app.whl": {"digest": lib, "size": 3}}})
+}
+
+test_allow_with_a_skipped_check if {
+	report := object.union(good.check_report, {"checks": [{"name": "unit", "status": "pass"}, {"name": "slow", "status": "skip"}]})
+	promote.allow with input as object.union(good, {"check_report": report})
+}
+
+# no targets: no deny reason fires, and allow still needs positive evidence
+test_no_targets_is_not_allow if {
+	capsule := {"schema": "promote-capsule/v1", "targets": []}
+	not promote.allow with input as object.union(good, {"capsule": capsule, "current": {}})
+	count(promote.deny) == 0 with input as object.union(good, {"capsule": capsule, "current": {}})
 }

@@ -1,0 +1,285 @@
+"""`promote policy test` and `promote policy eval`, on real workspaces."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from helpers import Flow
+
+POLICY = Path(__file__).parents[2] / "control" / "policy"
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> Flow:
+    return Flow.init(tmp_path / "ws")
+
+
+def write_policy(flow: Flow, name: str, text: str) -> None:
+    path = flow.root / "control/policy" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_shipped_policy_tests_pass(flow: Flow) -> None:
+    r = flow.run("promote", "policy", "test")
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    *lines, summary = r.stdout.decode().splitlines()
+    assert lines and all(line.startswith("PASS  data.promote_test.test_") for line in lines)
+    assert re.fullmatch(
+        rf"policy tests \(regorus [^)]+\): {len(lines)} passed, 0 failed.*", summary
+    )
+    doc = json.loads(flow.ok("promote", "policy", "test", "--json").stdout)
+    assert doc["ok"] is True
+    assert doc["summary"]["pass"] == len(lines) and doc["summary"]["fail"] == 0
+    assert doc["engine"]["name"] == "regorus"
+
+
+def test_every_rule_of_the_shipped_policy_is_covered(flow: Flow) -> None:
+    """Each deny rule fires, and allow succeeds, in at least one shipped test."""
+    doc = json.loads(flow.ok("promote", "policy", "test", "--coverage", "--json").stdout)
+    assert doc["not_covered"] == {"promote.rego": []}
+    rules = (POLICY / "promote.rego").read_text()
+    tests = (POLICY / "promote_test.rego").read_text()
+    # and each literal deny reason is asserted by name in a test
+    for reason in re.findall(r'^deny contains "([^"]+)" if', rules, re.M):
+        assert f'"{reason}"' in tests, reason
+    for fmt in re.findall(r'msg := sprintf\("([^"]+)"', rules):
+        longest = max(re.split(r"%[a-z]", fmt), key=len)  # its longest fixed part
+        assert longest in tests, fmt
+    # the workspace gets the very same files
+    for name in ("promote.rego", "promote_test.rego"):
+        assert (flow.root / "control/policy" / name).read_bytes() == (POLICY / name).read_bytes()
+
+
+def test_coverage_shows_an_untested_rule(flow: Flow) -> None:
+    write_policy(
+        flow,
+        "extra.rego",
+        'package promote\nimport rego.v1\n\ndeny contains "no fridays" if {\n'
+        '\tinput.day == "friday"\n}\n',
+    )
+    r = flow.run("promote", "policy", "test", "--coverage")
+    assert r.returncode == 0
+    assert b"not covered: extra.rego: lines 4\n" in r.stdout
+    assert b"not covered: promote.rego: lines none" in r.stdout
+
+
+def test_failures_errors_and_skips(flow: Flow) -> None:
+    write_policy(
+        flow,
+        "more/extra_test.rego",
+        "package more.extra_test\nimport rego.v1\n\n"
+        "test_true if { true }\n"
+        "test_false if { 1 == 2 }\n"
+        "test_value := 7\n"
+        "test_boom if { x := 1 / 0; x > 0 }\n"
+        "todo_test_later if { false }\n"
+        "helper(x) := x\n"
+        "test_uses_helper if { helper(1) == 1 }\n",
+    )
+    r = flow.run("promote", "policy", "test")
+    assert r.returncode == 1
+    out = r.stdout.decode()
+    assert "PASS  data.more.extra_test.test_true\n" in out
+    assert "FAIL  data.more.extra_test.test_false  (more/extra_test.rego:5): got undefined" in out
+    assert "FAIL  data.more.extra_test.test_value  (more/extra_test.rego:6): got 7" in out
+    assert "ERROR data.more.extra_test.test_boom  (more/extra_test.rego:7): " in out
+    assert "divide by zero" in out
+    assert "SKIP  data.more.extra_test.todo_test_later\n" in out
+    assert "PASS  data.more.extra_test.test_uses_helper\n" in out
+    assert "PASS  data.promote_test.test_allow_with_complete_evidence" in out
+    assert re.search(r"\d+ passed, 2 failed, 1 errors, 1 skipped", r.stderr.decode())
+    doc = json.loads(flow.run("promote", "policy", "test", "--json").stdout)
+    assert doc["ok"] is False
+    assert doc["summary"] == {
+        "pass": doc["summary"]["pass"],
+        "fail": 2,
+        "error": 1,
+        "skip": 1,
+    }
+
+
+def test_skips_alone_pass(flow: Flow) -> None:
+    write_policy(
+        flow, "later_test.rego", "package later\nimport rego.v1\ntodo_test_x if { false }\n"
+    )
+    assert flow.run("promote", "policy", "test").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"broken.rego": "package promote\nimport rego.v1\nallow if {\n"}, b"does not compile"),
+        ({"promote_test.rego": "package promote_test\nx := 1\n"}, b"no tests found"),
+    ],
+    ids=["syntax-error", "no-tests"],
+)
+def test_policy_test_fails_when_it_cannot_test(
+    flow: Flow, files: dict[str, str], message: bytes
+) -> None:
+    for name, text in files.items():
+        write_policy(flow, name, text)
+    r = flow.run("promote", "policy", "test")
+    assert r.returncode == 1
+    assert message in r.stderr
+    assert b"Traceback" not in r.stderr
+
+
+def test_engine_without_a_test_runner(flow: Flow) -> None:
+    r = flow.run("promote", "policy", "test", "--engine", "opa-rest")
+    assert r.returncode == 2
+    assert b"cannot run tests" in r.stderr
+
+
+FAKE_OPA_RESULTS = [
+    {"location": {"file": "{dir}/a_test.rego", "row": 4, "col": 1}, "package": "data.a", "name": "test_ok", "duration": 1},
+    {"location": {"file": "{dir}/a_test.rego", "row": 5, "col": 1}, "package": "data.a", "name": "test_no", "fail": True, "duration": 1},
+    {"location": {"file": "{dir}/a_test.rego", "row": 6, "col": 1}, "package": "data.a", "name": "test_err", "error": {"code": "eval_builtin_error", "message": "div: divide by zero"}, "duration": 1},
+    {"location": None, "package": "data.a", "name": "todo_test_x", "skip": True, "duration": 1},
+]  # fmt: skip
+
+
+def fake_opa(tmp_path: Path, results: object, exit_code: int) -> Path:
+    """A stand-in for the opa binary: answers `version` and `test --format json DIR`."""
+    log = tmp_path / "opa.log"
+    script = tmp_path / "opa"
+    payload = json.dumps(results).replace("'", "'\\''")
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = version ]; then echo "Version: 1.4.2"; exit 0; fi\n'
+        f'echo "$@" >> {log}\n'
+        f'ls "$4" >> {log}\n'
+        f"printf '%s' '{payload}' | sed \"s#{{dir}}#$4#g\"\n"
+        f"exit {exit_code}\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def use_opa(flow: Flow, binary: Path) -> None:
+    cfg = flow.root / "control/promote/config.json"
+    config = json.loads(cfg.read_bytes())
+    config["engine"] = {"kind": "opa", "binary": str(binary)}
+    cfg.write_text(json.dumps(config))
+
+
+def test_opa_test_results_are_read(flow: Flow, tmp_path: Path) -> None:
+    use_opa(flow, fake_opa(tmp_path, FAKE_OPA_RESULTS, 2))
+    r = flow.run("promote", "policy", "test")
+    assert r.returncode == 1, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == [
+        "PASS  data.a.test_ok",
+        "FAIL  data.a.test_no  (a_test.rego:5)",
+        "ERROR data.a.test_err  (a_test.rego:6): div: divide by zero",
+        "SKIP  data.a.todo_test_x",
+    ]
+    assert b"policy tests (opa 1.4.2): 1 passed, 1 failed, 1 errors, 1 skipped" in r.stderr
+    log = (tmp_path / "opa.log").read_text().splitlines()
+    assert log[0].startswith("test --format json ")
+    assert log[1:] == ["promote.rego", "promote_test.rego"]
+
+
+def test_opa_all_passing_and_broken(flow: Flow, tmp_path: Path) -> None:
+    use_opa(flow, fake_opa(tmp_path, FAKE_OPA_RESULTS[:1], 0))
+    assert flow.run("promote", "policy", "test").returncode == 0
+    use_opa(flow, fake_opa(tmp_path, "1 error occurred: a.rego:3: rego_parse_error", 1))
+    r = flow.run("promote", "policy", "test")
+    assert r.returncode == 1
+    assert b"opa test failed" in r.stderr
+
+
+# -- promote policy eval ------------------------------------------------------------
+
+
+APP = "blake3:" + "1" * 64
+
+
+def policy_input(**overrides: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "capsule": {
+            "schema": "promote-capsule/v1",
+            "targets": [{"path": "release/app.whl", "digest": APP, "size": 3}],
+        },
+        "capsule_digest": "blake3:" + "2" * 64,
+        "check_report": {
+            "schema": "check-report/v1",
+            "status": "pass",
+            "subjects": [{"digest": APP, "size": 3}],
+            "checks": [{"name": "unit", "status": "pass"}],
+        },
+        "current": {"release/app.whl": None},
+        "allow_list": ["release/"],
+        "ledger": {"seq": 0, "head": None},
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_eval_allow(flow: Flow) -> None:
+    (flow.root / "in.json").write_text(json.dumps(policy_input()))
+    r = flow.run("promote", "policy", "eval", "--input", "in.json")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().startswith("allow (regorus ")
+    doc = json.loads(flow.ok("promote", "policy", "eval", "--input", "in.json", "--json").stdout)
+    assert (doc["schema"], doc["allow"], doc["deny"]) == ("promote-decision/v1", True, [])
+
+
+def test_eval_deny_shows_every_reason(flow: Flow) -> None:
+    bad = policy_input(
+        allow_list=["other/"], current={"release/app.whl": {"digest": APP, "size": 3}}
+    )
+    r = flow.run("promote", "policy", "eval", "--input", "-", input=json.dumps(bad).encode())
+    assert r.returncode == 4
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].startswith("deny (regorus ")
+    assert lines[1:] == [
+        f"  - target release/app.whl already holds {APP}: nothing to promote",
+        "  - target release/app.whl is outside the allow-list",
+    ]
+    r = flow.run(
+        "promote", "policy", "eval", "--input", "-", "--json", input=json.dumps(bad).encode()
+    )
+    assert r.returncode == 4
+    assert len(json.loads(r.stdout)["deny"]) == 2
+
+
+def test_eval_explains_a_real_denial(flow: Flow) -> None:
+    """The input a denied run recorded, evaluated again: the same reasons."""
+    write_policy(
+        flow,
+        "ci.rego",
+        'package promote\nimport rego.v1\n\ndeny contains "builder must be ci" if {\n'
+        '\tinput.capsule.meta.builder != "ci"\n}\n',
+    )
+    r = flow.release({"release/app.whl": b"wheel"}, "--builder", "laptop")
+    assert r.returncode == 4
+    report = json.loads((flow.root / "execution/promote/report.json").read_bytes())
+    digest = report["decision"]["input"]
+    r = flow.run("promote", "policy", "eval", "--input", digest)
+    assert r.returncode == 4, r.stderr.decode()
+    assert r.stdout.decode().splitlines()[1:] == ["  - builder must be ci"]
+    doc = json.loads(flow.run("promote", "policy", "eval", "--input", digest, "--json").stdout)
+    assert doc["input"]["digest"] == digest  # the very document the gate decided on
+    assert doc["policy"]["digest"] == report["decision"]["policy"]
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [(b"{", 2), (b'{"a": 1, "a": 2}', 2), (None, 2)],
+    ids=["not-json", "duplicate-key", "missing"],
+)
+def test_eval_bad_input(flow: Flow, content: bytes | None, code: int) -> None:
+    if content is not None:
+        (flow.root / "in.json").write_bytes(content)
+    r = flow.run("promote", "policy", "eval", "--input", "in.json")
+    assert r.returncode == code
+    assert r.stderr.startswith(b"promote: error: ")
+
+
+def test_eval_unknown_digest(flow: Flow) -> None:
+    r = flow.run("promote", "policy", "eval", "--input", "blake3:" + "9" * 64)
+    assert r.returncode == 3
+    assert b"not in the store" in r.stderr
