@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ import blake3
 import pytest
 from audit.ledgers import MemoryLedger, synthetic_ledger, write_keypair
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from cas.digest import Digest
 from cas.errors import IntegrityError, UsageError
@@ -383,3 +386,50 @@ def test_checkpoint_of_100k_entries_is_fast() -> None:
     proof, entry = prove_inclusion(ledger, 54_321, None)
     verify_inclusion_proof(proof, entry, cp)
     assert len(proof.path) == 17
+
+
+# -- hostile input: only our typed error, never a traceback --------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=12,
+)
+_near_valid = st.fixed_dictionaries(
+    {
+        "schema": st.sampled_from(
+            ["promote-inclusion-proof/v1", "promote-consistency-proof/v1", "promote-checkpoint/v1"]
+        ),
+    },
+    optional={
+        "leaf_index": _json,
+        "tree_size": _json,
+        "old_size": _json,
+        "new_size": _json,
+        "size": _json,
+        "entry": _json,
+        "root": _json,
+        "path": st.lists(st.sampled_from(["00" * 32, "AB" * 32, "0", ""]), max_size=3) | _json,
+        "signatures": _json,
+    },
+)
+
+
+@given(st.one_of(_json, _near_valid))
+@example(
+    {
+        "schema": "promote-inclusion-proof/v1",
+        "leaf_index": 0,
+        "tree_size": 1,
+        "entry": 1,
+        "path": [],
+    }
+)
+@example({"schema": "promote-checkpoint/v1", "size": 0, "root": "00" * 32, "signatures": [None]})
+def test_loaders_raise_only_invalid_document(doc: Any) -> None:
+    data = json.dumps(doc).encode()
+    for loader in (load_proof, load_checkpoint):
+        try:
+            loader(data)
+        except InvalidDocument:
+            pass
