@@ -261,13 +261,17 @@ def policy_test_cmd(ctx: click.Context, engine: str | None, coverage: bool, as_j
     Exit 0 when every test passes, 1 when any fails or errors, when there is no
     test, or when the policy does not compile.
     """
+    from promote.errors import PolicyError
     from promote.policy import load_bundle
-    from promote.policy_tests import run_policy_tests, tester_from_config
+    from promote.policy_tests import PolicyTestError, run_policy_tests, tester_from_config
     from promote.workspace import Workspace
 
     ws = Workspace.find(ctx.obj["root"])
     tester = tester_from_config(ws.engine_config, engine)
-    bundle = load_bundle(ws.policy_dir, ws.policy_package, tests=True)
+    try:
+        bundle = load_bundle(ws.policy_dir, ws.policy_package, tests=True)
+    except PolicyError as e:  # a deny (4) for the gate; here, nothing to test
+        raise PolicyTestError(str(e)) from None
     run = run_policy_tests(tester, bundle, coverage)
     if as_json:
         _emit_json(run.to_dict())

@@ -128,6 +128,15 @@ def test_policy_test_fails_when_it_cannot_test(
     assert b"Traceback" not in r.stderr
 
 
+def test_no_policy_directory(flow: Flow) -> None:
+    for f in (flow.root / "control/policy").iterdir():
+        f.unlink()
+    (flow.root / "control/policy").rmdir()
+    r = flow.run("promote", "policy", "test")
+    assert r.returncode == 1
+    assert b"policy directory" in r.stderr
+
+
 def test_engine_without_a_test_runner(flow: Flow) -> None:
     r = flow.run("promote", "policy", "test", "--engine", "opa-rest")
     assert r.returncode == 2
