@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -66,15 +67,34 @@ def init(ctx: click.Context, directory: str | None) -> None:
 @click.pass_context
 def put(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Ingest FILES (or - for stdin); print `<digest>  <size>  <path>` each."""
+    from cas.local import LocalStore
+
     store = _store(ctx)
     results: list[tuple[ObjectRef, str]] = []
     show = _cli.progress_enabled() and len(files) > 1
-    with click.progressbar(files, label="put", file=sys.stderr, hidden=not show) as bar:
-        for name in bar:
-            ref = store.put(sys.stdin.buffer) if name == "-" else store.put_file(Path(name))
-            results.append((ref, name))
-            if not as_json:
-                click.echo(f"{ref.digest}  {ref.size}  {name}")
+    with click.progressbar(length=len(files), label="put", file=sys.stderr, hidden=not show) as bar:
+        refs: Iterator[ObjectRef]
+        if isinstance(store, LocalStore) and len(files) > 1:
+            # One sync per batch, not two per file; each ref comes once it is durable.
+            sources = [sys.stdin.buffer if name == "-" else name for name in files]
+            refs = store.put_many(sources, progress=bar.update if show else None)
+        else:
+            refs = (
+                store.put(sys.stdin.buffer) if name == "-" else store.put_file(Path(name))
+                for name in files
+            )
+        lines: list[str] = []
+        try:
+            for ref, name in zip(refs, files, strict=False):
+                results.append((ref, name))
+                if not as_json:
+                    lines.append(f"{ref.digest}  {ref.size}  {name}\n")
+                    if len(lines) >= 1000:
+                        click.echo("".join(lines), nl=False)
+                        lines = []
+        finally:  # what is durable is printed, even when a later file fails
+            if lines:
+                click.echo("".join(lines), nl=False)
     if as_json:
         _emit_json([{**ref.to_dict(), "path": name} for ref, name in results])
 
@@ -155,6 +175,11 @@ def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
         click.echo(report.summary(), err=bool(report.problems))
     if report.problems:
         ctx.exit(EXIT_INTEGRITY)
+
+
+from cas.cli_gc import register as _register_gc  # noqa: E402
+
+_register_gc(main)
 
 
 def run() -> NoReturn:

@@ -1,0 +1,193 @@
+"""`LocalStore.put_many` and the streaming put: batched durability, same results as `put`."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+from pathlib import Path
+
+import pytest
+from conftest import Cli
+
+import cas.local
+from cas.digest import hash_bytes
+from cas.errors import UsageError
+from cas.local import LocalStore
+
+
+def _files(tmp_path: Path, contents: list[bytes]) -> list[Path]:
+    paths = []
+    for i, data in enumerate(contents):
+        p = tmp_path / f"in{i}"
+        p.write_bytes(data)
+        paths.append(p)
+    return paths
+
+
+def test_put_many_matches_put_in_order(store: LocalStore, tmp_path: Path) -> None:
+    contents = [b"a", b"", b"a", os.urandom(3 << 20), b"b" * 100]
+    paths = _files(tmp_path, contents)
+    refs = list(store.put_many([*paths[:2], io.BytesIO(b"stream"), *paths[2:]]))
+    want = [hash_bytes(c) for c in [*contents[:2], b"stream", *contents[2:]]]
+    assert refs == want
+    for ref, data in zip(refs, [*contents[:2], b"stream", *contents[2:]], strict=True):
+        assert store.read_bytes(ref.digest) == data
+    assert store.fsck() == []
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_put_many_dedups_without_writing(store: LocalStore, tmp_path: Path) -> None:
+    paths = _files(tmp_path, [b"one", b"two"])
+    first = list(store.put_many(paths))
+    path = store.object_path(first[0].digest)
+    before = os.stat(path).st_ino
+    assert list(store.put_many(paths)) == first
+    assert os.stat(path).st_ino == before
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_put_many_commits_what_came_before_an_error(store: LocalStore, tmp_path: Path) -> None:
+    paths = _files(tmp_path, [b"first", b"second"])
+    got = []
+    with pytest.raises(UsageError, match="no such file"):
+        for ref in store.put_many([paths[0], tmp_path / "missing", paths[1]]):
+            got.append(ref)
+    assert got == [hash_bytes(b"first")]
+    assert store.has(got[0].digest)
+    assert not store.has(hash_bytes(b"second").digest)
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_put_many_refuses_a_directory(store: LocalStore, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is a directory"):
+        list(store.put_many([tmp_path]))
+
+
+def test_put_many_commits_in_batches(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cas.local, "BATCH_BYTES", 10)
+    syncs = []
+    real = cas.local._Batch._sync
+    monkeypatch.setattr(
+        cas.local._Batch, "_sync", lambda self, paths: syncs.append(paths) or real(self, paths)
+    )
+    paths = _files(tmp_path, [b"x" * 8, b"y" * 8, b"z" * 8])
+    seen = []
+    for ref in store.put_many(paths):
+        seen.append(ref)
+        assert store.has(ref.digest)  # durable and in place before it is handed out
+    assert len(seen) == 3
+    assert len(syncs) == 4  # two batches (8+8 bytes, then 8): two syncs each
+
+
+def test_put_many_without_syncfs_fsyncs_each(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cas.local, "_syncfs", lambda: None)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    refs = list(store.put_many(_files(tmp_path, [b"p", b"q"])))
+    assert [store.read_bytes(r.digest) for r in refs] == [b"p", b"q"]
+    assert len(synced) >= 2 + 1  # each temp, then each touched directory
+
+
+def test_live_batch_is_not_a_stray_temp(store: LocalStore, tmp_path: Path) -> None:
+    paths = _files(tmp_path, [b"live"])
+    batch = cas.local._Batch(store)
+    try:
+        batch.add(paths[0])
+        assert store.fsck() == []
+    finally:
+        batch.close()
+    # a batch whose process died (its lock gone) is reported, once
+    dead = store.tmp / "put-batch-dead"
+    dead.mkdir()
+    (dead / "0").write_bytes(b"half")
+    assert [(p.kind, p.location) for p in store.fsck()] == [("stray-temp", "tmp/put-batch-dead")]
+
+
+def test_stream_larger_than_buffers_round_trips(store: LocalStore) -> None:
+    data = os.urandom(cas.local.BUF * 3 + 12345)
+    ref = store.put(io.BytesIO(data))
+    assert ref == hash_bytes(data)
+    assert store.read_bytes(ref.digest) == data
+    assert store.fsck() == []
+
+
+class _FailingWrites(io.RawIOBase):
+    """A source that reads fine; the store's disk is what fails."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        b[:] = b"\0" * len(b)
+        return len(b)
+
+
+def test_write_error_in_the_writer_thread_surfaces(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(cas.local.StoreIOError, match="No space left"):
+        store.put(_FailingWrites())
+    assert list(store.iterate()) == []
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_fsck_hashes_large_objects_through_windows(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cas.local, "BIG", 1 << 16)
+    monkeypatch.setattr(cas.local, "WINDOW", 1 << 16)
+    good = store.put_bytes(os.urandom(300_000))
+    bad = store.put_bytes(os.urandom(200_000))
+    path = store.object_path(bad.digest)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(150_000)
+        f.write(b"!")
+    os.chmod(path, 0o444)
+    problems = store.fsck()
+    assert [(p.kind, p.digest) for p in problems] == [("mismatch", str(bad.digest))]
+    assert store.has(good.digest)
+
+
+def test_flock_on_batch_dir_is_exclusive(store: LocalStore) -> None:
+    batch = cas.local._Batch(store)
+    try:
+        fd = os.open(batch.dir, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        batch.close()
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_cli_put_many_prints_what_is_stored_then_the_error(cas: Cli, work: Path) -> None:
+    (work / "a").write_bytes(b"alpha")
+    (work / "b").write_bytes(b"beta")
+    r = cas("put", "a", "missing", "b")
+    assert r.returncode == 2
+    assert r.stdout.decode() == f"{hash_bytes(b'alpha').digest}  5  a\n"
+    assert b"missing: no such file" in r.stderr
+    ok = cas("put", "a", "-", "b", input=b"stdin")
+    assert ok.returncode == 0
+    assert [line.split()[0] for line in ok.stdout.decode().splitlines()] == [
+        str(hash_bytes(x).digest) for x in (b"alpha", b"stdin", b"beta")
+    ]
