@@ -302,6 +302,7 @@ def promote(
         if not decision.allow:
             raise Denied("denied by policy: " + "; ".join(decision.deny))
         store.put_bytes(p.state_after.encode())
+        crashpoint("promote.state-stored")
         new_head = ledger.commit(p.head, p.entry, p.state_after)
         # Past the commit point the promotion has happened, whatever follows.
         reasons = []

@@ -324,6 +324,7 @@ class FileLedger(CommitBackend):
             crashpoint("commit.after")
             new = entry.head()
             atomic_write(self.dir / "HEAD", canonical(new.to_dict()))
+            crashpoint("commit.head-written")
             return new
 
     def recover(self) -> list[str]:

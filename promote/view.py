@@ -188,6 +188,7 @@ class View:
             copy_object(store, oref.digest, p, mode=0o444)
             if n == 0:
                 crashpoint("view.building")
+            crashpoint("view.file-copied")
         atomic_write(self.record, canonical({"pending": False, "state": ref.to_dict()}))
 
     def _safe_path(self, path: str) -> Path:
