@@ -43,6 +43,13 @@ deny contains "the CHECK report ran no checks" if {
 	count(input.check_report.checks) == 0
 }
 
+deny contains "every check of the CHECK report was skipped" if {
+	count(input.check_report.checks) > 0
+	every check in input.check_report.checks {
+		check.status == "skip"
+	}
+}
+
 deny contains msg if {
 	some target in input.capsule.targets
 	not covered(target)

@@ -117,6 +117,12 @@ test_allow_with_a_skipped_check if {
 	promote.allow with input as object.union(good, {"check_report": report})
 }
 
+test_deny_all_checks_skipped if {
+	report := object.union(good.check_report, {"checks": [{"name": "unit", "status": "skip"}]})
+	reasons := promote.deny with input as object.union(good, {"check_report": report})
+	reasons == {"every check of the CHECK report was skipped"}
+}
+
 # no targets: no deny reason fires, and allow still needs positive evidence
 test_no_targets_is_not_allow if {
 	capsule := {"schema": "promote-capsule/v1", "targets": []}
