@@ -84,7 +84,10 @@ def main(ctx: click.Context, root: Path | None, verbose: bool) -> None:
 @click.option(
     "--mode", type=click.Choice(["symlink", "copy"]), help="How the view is materialized."
 )
-def init(directory: Path | None, allow: tuple[str, ...], mode: str | None) -> None:
+@click.option(
+    "--ci", type=click.Choice(["github"]), help="Also write the CI gate workflow for this host."
+)
+def init(directory: Path | None, allow: tuple[str, ...], mode: str | None, ci: str | None) -> None:
     """Lay out a workspace: config, default policy, execution/, store, empty view."""
     from promote.view import View
     from promote.workspace import Workspace
@@ -92,6 +95,11 @@ def init(directory: Path | None, allow: tuple[str, ...], mode: str | None) -> No
     ws = Workspace.init(directory or Path.cwd(), list(allow) or None, mode)
     View(ws).sync(_ledger(ws))
     click.echo(f"initialized promote workspace {ws.root}")
+    if ci:
+        from promote.ci import write_workflow
+
+        path, written = write_workflow(ws, ci)
+        click.echo(f"wrote {path}" if written else f"kept {path} (delete it to regenerate)")
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -277,3 +285,7 @@ _register_remote(main)
 from promote.cli_audit import register as _register_audit  # noqa: E402
 
 _register_audit(main)
+
+from promote.cli_history import register as _register_history  # noqa: E402
+
+_register_history(main)
