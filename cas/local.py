@@ -20,6 +20,7 @@ behind as one stray temp.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import errno
 import fcntl
 import functools
@@ -48,6 +49,7 @@ from cas.errors import (
     UsageError,
 )
 from cas.fsutil import atomic_write, fsync_dir, makedirs_durable
+from cas.locks import hold
 
 __all__ = ["LocalStore"]
 
@@ -76,6 +78,14 @@ class StoreIOError(CasError):
 
 def _io_error(what: str, e: OSError) -> StoreIOError:
     return StoreIOError(f"{what}: {e.strerror or e}")
+
+
+def _freshen(path: str) -> None:
+    """Set an object's mtime to now (best effort: another user's object may refuse)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def _try_lock(path: Path) -> bool:
@@ -263,15 +273,24 @@ class LocalStore(ObjectStore):
             raise IntegrityError(f"object {digest} is not a regular file")
         return st.st_size
 
+    def creating(self) -> contextlib.AbstractContextManager[None]:
+        """The temp lock, shared: held while a writer creates and locks its temp."""
+        return hold(self.tmp, shared=True, what="the store's temp lock")
+
+    def collecting(self, shared: bool = True) -> contextlib.AbstractContextManager[None]:
+        """The collect lock: shared by writers about to name an object, exclusive by gc."""
+        return hold(self.objects, shared=shared, what="the store's collect lock")
+
     def put(self, source: BinaryIO) -> ObjectRef:
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
+            with self.creating():  # so fsck never sees the temp before it is locked
+                fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
+                fcntl.flock(fd, fcntl.LOCK_EX)
         except FileNotFoundError:
             raise StoreNotFound(f"{self.root}: no cas store here") from None
         except OSError as e:
             raise _io_error("cannot create a temp file in the store", e) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             ref = self._ingest(fd, source)
             _sync_file(fd)
             crashpoint("put.temp-written")
@@ -322,12 +341,19 @@ class LocalStore(ObjectStore):
             batch.close()
 
     def _present(self, ref: ObjectRef) -> bool:
-        """Whether an object of that name and size is in place already (dedup)."""
+        """Whether an object of that name and size is in place already (dedup).
+
+        If so, its mtime is refreshed: gc's grace period then protects it as new.
+        """
+        path = self._object_str(ref.digest.hex)
         try:
-            st = os.lstat(self._object_str(ref.digest.hex))
+            st = os.lstat(path)
         except FileNotFoundError:
             return False
-        return stat.S_ISREG(st.st_mode) and st.st_size == ref.size
+        if stat.S_ISREG(st.st_mode) and st.st_size == ref.size:
+            _freshen(path)
+            return True
+        return False
 
     def _object_str(self, hexdigest: str) -> str:
         return f"{self._objects_str}/{hexdigest[:2]}/{hexdigest[2:]}"
@@ -372,15 +398,12 @@ class LocalStore(ObjectStore):
     def _place(self, tmp: Path, ref: ObjectRef) -> None:
         final = self.object_path(ref.digest)
         try:
-            st = os.lstat(final)
-        except FileNotFoundError:
-            st = None
-        if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == ref.size:
-            return  # already present: dedup
-        try:
-            makedirs_durable(final.parent)
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
+            with self.collecting():  # gc cannot remove it between our look and our answer
+                if self._present(ref):
+                    return  # already present: dedup
+                makedirs_durable(final.parent)
+                os.replace(tmp, final)
+                fsync_dir(final.parent)
         except OSError as e:
             raise _io_error(f"cannot store object {ref.digest}", e) from None
 
@@ -434,10 +457,11 @@ class LocalStore(ObjectStore):
     def stray_temps(self) -> list[Path]:
         """Temp files whose writer is gone (nobody holds their lock)."""
         try:
-            names = sorted(os.listdir(self.tmp))
+            with hold(self.tmp, what="the store's temp lock"):  # no temp is half-created
+                names = sorted(os.listdir(self.tmp))
+                return [self.tmp / n for n in names if _try_lock(self.tmp / n)]
         except FileNotFoundError:
             return []
-        return [self.tmp / n for n in names if _try_lock(self.tmp / n)]
 
     def fsck(
         self,
@@ -663,14 +687,15 @@ class _Batch:
     def __init__(self, store: LocalStore) -> None:
         self.store = store
         try:
-            self.dir = tempfile.mkdtemp(dir=store.tmp, prefix="put-batch-")
+            with store.creating():
+                self.dir = tempfile.mkdtemp(dir=store.tmp, prefix="put-batch-")
+                # Held until close: fsck and gc tell a live batch from a stray one by it.
+                self.fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
         except FileNotFoundError:
             raise StoreNotFound(f"{store.root}: no cas store here") from None
         except OSError as e:
             raise _io_error("cannot create a temp directory in the store", e) from None
-        # Held until close: fsck and gc tell a live batch from a stray one by this lock.
-        self.fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
         self.staged: list[tuple[str | None, ObjectRef]] = []  # (temp, ref); None: stored
         self.new_bytes = 0
         self.seq = 0
@@ -743,18 +768,19 @@ class _Batch:
             crashpoint("put.temp-written")
             touched: set[str] = set()
             try:
-                for temp, ref in self.staged:
-                    if temp is None:
-                        continue
-                    final = self.store._object_str(ref.digest.hex)
-                    fan = os.path.dirname(final)
-                    if fan not in touched:
-                        os.makedirs(fan, exist_ok=True)
-                        touched.add(fan)
-                    if self.store._present(ref):
-                        os.unlink(temp)  # put by someone else meanwhile
-                    else:
-                        os.replace(temp, final)
+                with self.store.collecting():
+                    for temp, ref in self.staged:
+                        if temp is None:
+                            continue
+                        final = self.store._object_str(ref.digest.hex)
+                        fan = os.path.dirname(final)
+                        if fan not in touched:
+                            os.makedirs(fan, exist_ok=True)
+                            touched.add(fan)
+                        if self.store._present(ref):
+                            os.unlink(temp)  # put by someone else meanwhile
+                        else:
+                            os.replace(temp, final)
             except OSError as e:
                 raise _io_error("cannot store an object", e) from None
             self._sync([*sorted(touched), str(self.store.objects)])

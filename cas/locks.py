@@ -36,7 +36,7 @@ def hold(
     path: Path,
     *,
     shared: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     what: str = "lock",
 ) -> Iterator[None]:
     """Hold an flock on `path` (an existing file or directory), waiting up to `timeout`.
@@ -45,6 +45,8 @@ def hold(
         ConflictError: when another process holds it for longer than `timeout`.
         FileNotFoundError: when `path` does not exist.
     """
+    if timeout is None:  # read now, not at import: a long-lived caller may change it
+        timeout = float(os.environ.get("PROMOTE_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
     fd = os.open(path, os.O_RDONLY)
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX

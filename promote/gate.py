@@ -13,6 +13,7 @@ Steps 1-4 decide without writing; `plan` stops there, which is `--dry-run`.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from cas._crash import crashpoint
 from cas.digest import Digest, ObjectRef, hash_bytes
 from cas.errors import CasError, ConflictError, IntegrityError, ObjectMissing, UsageError
 from cas.fsutil import atomic_write, makedirs_durable
+from cas.local import LocalStore
 from promote.canonical import canonical, pretty
 from promote.errors import Denied, InvalidCapsule, InvalidDocument, LinkageError, PolicyError
 from promote.ledger import CommitBackend, Entry, Head, build_entry, load_state
@@ -282,7 +284,12 @@ def promote(
     capsule_ref: ObjectRef | None = None
     decision: Decision | None = None
     changes: list[Change] = []
+    guard = contextlib.ExitStack()
     try:
+        if not dry_run and isinstance(ws.store, LocalStore):
+            # Shared with other writers, exclusive to `cas gc`: nothing this promotion
+            # verifies or stores can be collected before the commit names it.
+            guard.enter_context(ws.store.collecting())
         data = read_capsule(ws, capsule_arg)
         capsule_ref = hash_bytes(data)
         p = plan(ws, ledger, data, engine)
@@ -304,6 +311,7 @@ def promote(
         store.put_bytes(p.state_after.encode())
         crashpoint("promote.state-stored")
         new_head = ledger.commit(p.head, p.entry, p.state_after)
+        guard.close()
         # Past the commit point the promotion has happened, whatever follows.
         reasons = []
         code = 0
@@ -317,6 +325,8 @@ def promote(
         status = "denied" if isinstance(e, Denied) else "failed"
         reasons = list(decision.deny) if (decision and not decision.allow) else [str(e)]
         outcome = Outcome(status, e.exit_code, reasons, capsule_ref, decision, None, changes)
+    finally:
+        guard.close()
     if not dry_run:
         write_report(ws, outcome)
     return outcome

@@ -214,7 +214,7 @@ def load_state(store: ObjectStore, ref: ObjectRef) -> State:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, timeout: float = LOCK_TIMEOUT, what: str = "lock") -> Iterator[None]:
+def file_lock(path: Path, timeout: float | None = None, what: str = "lock") -> Iterator[None]:
     """An exclusive flock on `path`, waited for up to `timeout` seconds.
 
     The kernel drops the lock when its holder dies, so a killed process can never
@@ -223,6 +223,8 @@ def file_lock(path: Path, timeout: float = LOCK_TIMEOUT, what: str = "lock") -> 
     Raises:
         ConflictError: when another process holds it for longer than `timeout`.
     """
+    if timeout is None:  # read now, not at import: a long-lived caller may change it
+        timeout = float(os.environ.get("PROMOTE_LOCK_TIMEOUT", LOCK_TIMEOUT))
     makedirs_durable(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

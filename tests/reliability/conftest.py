@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,18 +36,41 @@ def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote]:
 
 
 @pytest.fixture(scope="session")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("templates")
-    return {mode: init_template(base / mode, mode) for mode in ("symlink", "copy")}
+def fast_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where workspaces live: a tmpfs when there is one.
+
+    The suite kills processes, it does not cut the power, so durability against the
+    disk is not what it tests; on tmpfs the product's many fsyncs cost nothing, and
+    hundreds of racing promotions fit in seconds.
+    """
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        base = Path(tempfile.mkdtemp(prefix="cas-reliability-", dir=shm))
+        yield base
+        for d, dirs, _ in os.walk(base):
+            for name in dirs:
+                os.chmod(Path(d, name), stat.S_IRWXU)
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        yield tmp_path_factory.mktemp("workspaces")
+
+
+@pytest.fixture(scope="session")
+def templates(fast_dir: Path) -> dict[str, Path]:
+    return {
+        mode: init_template(fast_dir / f"template-{mode}", mode) for mode in ("symlink", "copy")
+    }
+
+
+_serial = itertools.count()
 
 
 @pytest.fixture
-def make_ws(tmp_path: Path, templates: dict[str, Path]) -> Make:
+def make_ws(fast_dir: Path, templates: dict[str, Path]) -> Make:
     """`make_ws(mode="symlink")`: a fresh, initialised workspace (a template's copy)."""
-    n = itertools.count()
 
     def make(mode: str = "symlink") -> Path:
-        return copy_workspace(templates[mode], tmp_path / f"ws{next(n)}")
+        return copy_workspace(templates[mode], fast_dir / f"ws{next(_serial)}")
 
     return make
 

@@ -85,6 +85,9 @@ def _loop(spec: dict[str, Any]) -> None:
 
 def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if sys.argv[1:2] == ["--loop"]:  # a plain writer process, no forking
+        _loop(json.loads(sys.argv[2]))
+        return
     for line in sys.stdin:
         req = json.loads(line)
         jobs = req["jobs"]
