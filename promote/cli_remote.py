@@ -147,7 +147,7 @@ def ledger_push(ctx: click.Context, url: str, source: Path | None) -> None:
         if "://" in ws.ledger_spec:
             raise UsageError("the workspace's ledger is not local; give it with --from DIR")
         source = ws.ledger_dir
-    local = FileLedger(ws.root / source, ws.store)
+    local = FileLedger(source.absolute(), ws.store)
     with PgLedger(url) as remote:
         before, after = push_ledger(local, remote, ws.store)
     click.echo(

@@ -26,6 +26,7 @@ missing, older or newer than the one it knows.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterator, Sequence
 from importlib import resources
@@ -246,7 +247,9 @@ class PgLedger(CommitBackend):
     def __init__(self, url: str, lock_timeout: float | None = None) -> None:
         self.url = url
         self.location = redact(url)
-        self.lock_timeout = _ledger.LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        #: Seconds to wait for the head row lock; None: $PROMOTE_LOCK_TIMEOUT, read
+        #: at each commit as for the file ledger's lock.
+        self.lock_timeout = lock_timeout
         self._conn: psycopg.Connection[Any] | None = None
 
     def __enter__(self) -> PgLedger:
@@ -266,8 +269,9 @@ class PgLedger(CommitBackend):
         Raises:
             DatabaseError: unreachable. SchemaError: not migrated (or not ours).
         """
-        if self._conn is not None and not self._conn.closed:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
+        self.close()
         conn = _connect(self.url)
         try:
             done, need = self._schema(conn)
@@ -296,6 +300,11 @@ class PgLedger(CommitBackend):
             return schema_status(conn)
         except psycopg.Error as e:
             raise DatabaseError(f"{self.location}: {_msg(e)}") from e
+
+    def _lock_timeout(self) -> float:
+        if self.lock_timeout is not None:
+            return self.lock_timeout
+        return float(os.environ.get("PROMOTE_LOCK_TIMEOUT", _ledger.LOCK_TIMEOUT))
 
     def _fail(self, e: Exception, doing: str) -> DatabaseError:
         return DatabaseError(f"{self.location}: {doing}: {_msg(e)}")
@@ -420,7 +429,7 @@ class PgLedger(CommitBackend):
             with conn.transaction():
                 conn.execute(
                     "SELECT set_config('lock_timeout', %s, true)",
-                    (f"{max(1, int(self.lock_timeout * 1000))}ms",),
+                    (f"{max(1, int(self._lock_timeout() * 1000))}ms",),
                 )
                 conn.execute("SELECT 1 FROM promote_head FOR UPDATE")
                 # read the head again while holding its lock: someone may have committed

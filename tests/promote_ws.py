@@ -117,19 +117,25 @@ def make_machine(
     return Machine(root)
 
 
-def next_entry(ledger: CommitBackend, ws: Workspace, path: str, data: bytes) -> tuple[Entry, State]:
-    """A synthetic next entry (after the current head) that points `path` at `data`.
+def next_entry(
+    ledger: CommitBackend, ws: Workspace, path: str, data: bytes | None
+) -> tuple[Entry, State]:
+    """A synthetic next entry (after the current head) that points `path` at `data`
+    (None: removes `path`).
 
     Everything it references is put into the store, so the ledger verifies clean.
     """
     store = ws.store
     head = ledger.head()
     state = load_state(store, head.state)
-    ref = store.put_bytes(data)
+    ref = store.put_bytes(data) if data is not None else None
     change = Change(path, state.get(path), ref)
     after = state.apply([change])
     store.put_bytes(after.encode())
-    docs = [store.put_bytes(pretty({"doc": k, "path": path, "data": data.hex()})) for k in "cdp"]
+    docs = [
+        store.put_bytes(pretty({"doc": k, "path": path, "data": data and data.hex()}))
+        for k in "cdp"
+    ]
     entry = build_entry(
         head,
         capsule=docs[0],
