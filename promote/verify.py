@@ -52,7 +52,7 @@ def verify_ledger(
     problems: list[Problem] = []
     try:
         head = ledger.head()
-    except CasError as e:
+    except IntegrityError as e:  # a broken ledger is a finding; an unreachable one is an error
         return [Problem("ledger", ledger.location, str(e))], None, None
     state = EMPTY_STATE
     prev = None
@@ -62,7 +62,7 @@ def verify_ledger(
         where = f"ledger entry {seq}"
         try:
             entry = parse_entry(ledger.read(seq))
-        except CasError as e:
+        except IntegrityError as e:
             problems.append(Problem("ledger", where, str(e)))
             broken = True
             break
