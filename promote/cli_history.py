@@ -106,6 +106,56 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
             click.echo(line)
 
 
+@click.command(name="revert")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="SEQ",
+    help="The entry whose state to bring back (a number, or -N: N before the head).",
+)
+@click.option("--dry-run", is_flag=True, help="Steps 1-4 only: the capsule and the plan.")
+@click.option("--json", "as_json", is_flag=True, help="Print the revert and the report.")
+@click.option(
+    "--engine",
+    type=click.Choice(["regorus", "opa", "opa-rest"]),
+    help="Override the configured policy engine.",
+)
+@click.pass_context
+def revert_cmd(
+    ctx: click.Context, to: str, dry_run: bool, as_json: bool, engine: str | None
+) -> None:
+    """Bring the paths changed since entry SEQ back to their state then, as a new entry.
+
+    The capsule guards every path with what it holds now and the ledger with its
+    head; its evidence is the CHECK reports recorded for the objects it restores. It
+    goes through the same gate as any promotion; history is never rewritten.
+    """
+    from promote.cli import _print_outcome
+    from promote.history import resolve_seq
+    from promote.revert import revert
+
+    with _opened(ctx) as (ws, ledger):
+        seq = 0 if to.strip() == "0" else resolve_seq(ledger, to)
+        plan, outcome = revert(ws, ledger, seq, engine=engine, dry_run=dry_run)
+    if as_json:
+        _emit_json({**outcome.to_dict(), "revert": plan.to_dict()})
+        ctx.exit(outcome.exit_code)
+    n = len(plan.capsule.targets)
+    click.echo(f"revert to entry {plan.to} {plan.to_entry}: {n} path{'s' if n != 1 else ''}")
+    if plan.combined:
+        froms = ", ".join(f"entry {s} ({r.digest})" for s, r in plan.sources)
+        click.echo(f"evidence: combined CHECK report {plan.check_report.digest} from {froms}")
+    else:
+        ((s, r),) = plan.sources
+        click.echo(f"evidence: the CHECK report of entry {s} ({r.digest})")
+    if dry_run:
+        click.echo("capsule:")
+        click.echo(plan.capsule_bytes.decode(), nl=False)
+    _print_outcome(outcome)
+    ctx.exit(outcome.exit_code)
+
+
 def _report(ctx: click.Context, problems: list[Any], as_json: bool, what: str) -> None:
     from cas.errors import EXIT_INTEGRITY
 
@@ -193,6 +243,7 @@ def register(main: click.Group) -> None:
     main.add_command(show_cmd)
     main.add_command(status_cmd)
     main.add_command(verify_tree_cmd)
+    main.add_command(revert_cmd)
     ledger = main.commands["ledger"]
     assert isinstance(ledger, click.Group)
     ledger.add_command(verify_chain_cmd)

@@ -150,6 +150,8 @@ def _check_guards(capsule: Capsule, head: Head, state: State) -> None:
             f" {head.base} (entry {head.seq})"
         )
     for t in capsule.targets:
+        if t.delete and state.get(t.path) is None:
+            raise ConflictError(f"stale capsule: {t.path} is to be deleted, but it is absent")
         if t.expect is None:
             continue
         held = state.get(t.path)
@@ -205,7 +207,8 @@ def plan(
 
     # 2. every digest: present, of its size, re-hashing to its name
     for t in capsule.targets:
-        _verify_ref(ws, t.ref, f"target {t.path}")
+        if t.ref is not None:  # a delete names no object
+            _verify_ref(ws, t.ref, f"target {t.path}")
     try:
         check_bytes = ws.store.read_bytes(capsule.check_report, limit=MAX_CAPSULE)
     except IntegrityError as e:
@@ -220,12 +223,12 @@ def plan(
         raise LinkageError(
             f"CHECK report {capsule.check_report} has status {report.status!r}, not 'pass'"
         )
-    uncovered = report.uncovered(t.ref for t in capsule.targets)
+    uncovered = report.uncovered(t.ref for t in capsule.targets if t.ref is not None)
     if uncovered:
         names = ", ".join(
             f"{t.path} ({t.ref.digest}, {t.ref.size} bytes)"
             for t in capsule.targets
-            if t.ref in uncovered
+            if t.ref is not None and t.ref in uncovered
         )
         raise LinkageError(f"CHECK report {capsule.check_report} does not cover {names}")
 
@@ -277,8 +280,13 @@ def promote(
     capsule_arg: str,
     engine: str | None = None,
     dry_run: bool = False,
+    capsule_bytes: bytes | None = None,
 ) -> Outcome:
-    """Run the gate. Returns the outcome; never raises for a CasError (it is reported)."""
+    """Run the gate. Returns the outcome; never raises for a CasError (it is reported).
+
+    The capsule is `capsule_bytes` when given (a capsule built in-process, such as a
+    revert's), else read from `capsule_arg`: a file, or a digest in the store.
+    """
     from promote.view import View
 
     capsule_ref: ObjectRef | None = None
@@ -290,7 +298,7 @@ def promote(
             # Shared with other writers, exclusive to `cas gc`: nothing this promotion
             # verifies or stores can be collected before the commit names it.
             guard.enter_context(ws.store.collecting())
-        data = read_capsule(ws, capsule_arg)
+        data = capsule_bytes if capsule_bytes is not None else read_capsule(ws, capsule_arg)
         capsule_ref = hash_bytes(data)
         p = plan(ws, ledger, data, engine)
         decision, changes = p.decision, p.changes

@@ -62,22 +62,29 @@ def _ref(data: Mapping[str, Any]) -> ObjectRef:
 
 @attrs.frozen
 class Target:
-    """One path to point at one object, optionally guarded by what it holds now."""
+    """One path to point at one object (or, with no object, to remove), optionally
+    guarded by what it holds now."""
 
     path: str
-    ref: ObjectRef
+    #: The object the path is to hold; None: remove the path (`"delete": true`).
+    ref: ObjectRef | None
     #: None: no guard; ABSENT: the path must not exist; a Digest: it must hold that.
     expect: Digest | str | None = None
+
+    @property
+    def delete(self) -> bool:
+        return self.ref is None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Target:
         expect = data.get("expect")
         if expect is not None and expect != ABSENT:
             expect = Digest.parse(expect)
-        return cls(data["path"], _ref(data), expect)
+        return cls(data["path"], None if data.get("delete") else _ref(data), expect)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path, **self.ref.to_dict()}
+        out: dict[str, Any] = {"path": self.path}
+        out.update(self.ref.to_dict() if self.ref is not None else {"delete": True})
         if self.expect is not None:
             out["expect"] = str(self.expect)
         return out

@@ -129,3 +129,18 @@ test_no_targets_is_not_allow if {
 	not promote.allow with input as object.union(good, {"capsule": capsule, "current": {}})
 	count(promote.deny) == 0 with input as object.union(good, {"capsule": capsule, "current": {}})
 }
+
+test_allow_delete if {
+	capsule := {"schema": "promote-capsule/v1", "targets": [{"path": "release/app.whl", "delete": true}]}
+	inp := object.union(good, {"capsule": capsule, "current": {"release/app.whl": {"digest": app, "size": 3}}})
+	promote.allow with input as inp
+	count(promote.deny) == 0 with input as inp
+}
+
+test_deny_delete_outside_allow_list if {
+	capsule := {"schema": "promote-capsule/v1", "targets": [{"path": "src/app.whl", "delete": true}]}
+	inp := object.union(good, {"capsule": capsule, "current": {"src/app.whl": {"digest": app, "size": 3}}})
+	not promote.allow with input as inp
+	reasons := promote.deny with input as inp
+	reasons == {"target src/app.whl is outside the allow-list"}
+}
