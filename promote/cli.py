@@ -106,6 +106,8 @@ def _print_outcome(outcome: Any) -> None:
     o = outcome
     if o.status == "promoted" and o.ledger:
         click.echo(f"promoted: ledger entry {o.ledger.seq} {o.ledger.entry}")
+        if o.reasons:  # committed, but something after the commit point failed
+            click.echo("promote: warning: " + "; ".join(o.reasons), err=True)
     else:
         click.echo(
             f"{o.status}" + (f": {o.reasons[0]}" if len(o.reasons) == 1 else ""),

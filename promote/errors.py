@@ -13,6 +13,7 @@ from cas.errors import (
 __all__ = [
     "ConflictError",
     "Denied",
+    "DiskError",
     "InvalidCapsule",
     "InvalidDocument",
     "LinkageError",
@@ -36,6 +37,10 @@ class InvalidCapsule(InvalidDocument):
 
 class WorkspaceError(UsageError, PromoteError):
     """No workspace, or a broken configuration."""
+
+
+class DiskError(PromoteError):
+    """The disk refused a read or write of the ledger or the view (full, failing)."""
 
 
 class LinkageError(PromoteError):

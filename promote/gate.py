@@ -321,13 +321,14 @@ def promote(
         new_head = ledger.commit(p.head, p.entry, p.state_after)
         guard.close()
         # Past the commit point the promotion has happened, whatever follows.
-        reasons = []
-        code = 0
+        reasons = list(getattr(ledger, "warnings", []))
+        code = 1 if reasons else 0
         try:
             View(ws).sync(ledger)
-        except CasError as e:
-            reasons = [f"committed, but the view is behind: {e} (run 'promote recover')"]
-            code = e.exit_code
+        except (CasError, OSError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            reasons.append(f"committed, but the view is behind: {why} (run 'promote recover')")
+            code = e.exit_code if isinstance(e, CasError) else 1
         outcome = Outcome("promoted", code, reasons, capsule_ref, decision, new_head, changes)
     except CasError as e:
         status = "denied" if isinstance(e, Denied) else "failed"
@@ -336,7 +337,14 @@ def promote(
     finally:
         guard.close()
     if not dry_run:
-        write_report(ws, outcome)
+        try:
+            write_report(ws, outcome)
+        except OSError as e:
+            outcome = attrs.evolve(
+                outcome,
+                exit_code=outcome.exit_code or 1,
+                reasons=[*outcome.reasons, f"cannot write the report: {e.strerror or e}"],
+            )
     return outcome
 
 

@@ -31,7 +31,7 @@ from cas.digest import Digest, ObjectRef, hash_bytes
 from cas.errors import ConflictError, IntegrityError
 from cas.fsutil import atomic_write, fsync_dir, makedirs_durable
 from promote.canonical import canonical, load_json
-from promote.errors import InvalidDocument
+from promote.errors import DiskError, InvalidDocument
 from promote.model import Change, State
 
 __all__ = [
@@ -225,8 +225,11 @@ def file_lock(path: Path, timeout: float | None = None, what: str = "lock") -> I
     """
     if timeout is None:  # read now, not at import: a long-lived caller may change it
         timeout = float(os.environ.get("PROMOTE_LOCK_TIMEOUT", LOCK_TIMEOUT))
-    makedirs_durable(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        makedirs_durable(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DiskError(f"cannot open {what} {path}: {e.strerror or e}") from None
     try:
         deadline = time.monotonic() + timeout
         delay = 0.001
@@ -263,6 +266,8 @@ class FileLedger(CommitBackend):
         self.location = str(directory)
         self.entries_dir = directory / "entries"
         self.store = store
+        #: What went wrong after a commit point: the commit stands, a cache lags.
+        self.warnings: list[str] = []
 
     def entry_path(self, seq: int) -> Path:
         return self.entries_dir / f"{seq:012d}.json"
@@ -293,6 +298,8 @@ class FileLedger(CommitBackend):
             return self.entry_path(seq).read_bytes()
         except FileNotFoundError:
             raise IntegrityError(f"ledger entry {seq} is missing") from None
+        except OSError as e:
+            raise DiskError(f"cannot read ledger entry {seq}: {e.strerror or e}") from None
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.dir / ".lock", what="the ledger lock")
@@ -306,28 +313,49 @@ class FileLedger(CommitBackend):
                     f"the ledger moved: head is now entry {current.seq}"
                     f" ({current.entry}), not {base.seq}; rebuild the capsule and retry"
                 )
-            final = self.entry_path(entry.seq)
-            makedirs_durable(self.entries_dir)
-            fd, tmp = tempfile.mkstemp(dir=self.entries_dir, prefix=".entry-", suffix=".tmp")
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(entry.data)
-                    f.flush()
-                    os.fchmod(f.fileno(), 0o444)
-                    os.fsync(f.fileno())
-                crashpoint("commit.before")
-                try:
-                    os.link(tmp, final)  # THE commit point
-                except FileExistsError:
-                    raise ConflictError(f"ledger entry {entry.seq} already exists") from None
-            finally:
-                os.unlink(tmp)
-            fsync_dir(self.entries_dir)
-            crashpoint("commit.after")
+                self._link_entry(entry)
+            except OSError as e:
+                raise DiskError(f"cannot write the ledger: {e.strerror or e}") from None
+            # Past the commit point the entry is there, whole: what follows makes it
+            # durable and updates a cache, and its failure must not unsay the commit.
             new = entry.head()
-            atomic_write(self.dir / "HEAD", canonical(new.to_dict()))
-            crashpoint("commit.head-written")
+            try:
+                fsync_dir(self.entries_dir)
+                crashpoint("commit.after")
+                atomic_write(self.dir / "HEAD", canonical(new.to_dict()))
+                crashpoint("commit.head-written")
+            except OSError as e:
+                self.warnings.append(
+                    f"committed, but the ledger is not synced: {e.strerror or e}"
+                    " (run 'promote recover')"
+                )
             return new
+
+    def _link_entry(self, entry: Entry) -> None:
+        """Write the entry to a temp file and link(2) it to its name: the commit point."""
+        final = self.entry_path(entry.seq)
+        makedirs_durable(self.entries_dir)
+        fd, tmp = tempfile.mkstemp(dir=self.entries_dir, prefix=".entry-", suffix=".tmp")
+        linked = False
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(entry.data)
+                f.flush()
+                os.fchmod(f.fileno(), 0o444)
+                os.fsync(f.fileno())
+            crashpoint("commit.before")
+            try:
+                os.link(tmp, final)  # THE commit point
+                linked = True
+            except FileExistsError:
+                raise ConflictError(f"ledger entry {entry.seq} already exists") from None
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                if not linked:
+                    raise  # after the link, a left temp is for 'promote recover'
 
     def recover(self) -> list[str]:
         """Remove temp files of interrupted commits and roll HEAD forward."""
