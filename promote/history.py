@@ -341,11 +341,17 @@ def status(ws: Workspace, ledger: CommitBackend) -> Status:
     view = View(ws)
     view_state, pending = _shown(ws, view)
     view_seq = _seq_of_state(ledger, head, view_state) if view_state else None
-    try:
-        state = load_state(ws.store, head.state)
-        problems = [f"{p.kind}: {p.location}: {p.detail}" for p in view.problems(state, head.state)]
-    except CasError as e:
-        problems = [f"cannot check the view: {e}"]
+    problems: list[str]
+    if ws.view_mode == "symlink" and not isinstance(ws.store, LocalStore):
+        problems = ["cannot check the view: symlink views need a local store"]
+    else:
+        try:
+            state = load_state(ws.store, head.state)
+            problems = [
+                f"{p.kind}: {p.location}: {p.detail}" for p in view.problems(state, head.state)
+            ]
+        except CasError as e:
+            problems = [f"cannot check the view: {e}"]
     if pending:
         problems.insert(0, "view-pending: a switch of the copy-mode view was interrupted")
     if pending or view_state != head.state.digest:

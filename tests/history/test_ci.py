@@ -130,6 +130,16 @@ def test_verify_tree_symlink_mode(flow: Flow) -> None:
     assert b"unpromoted: release: files in a symlink-mode view" in r.stdout
 
 
+def test_verify_tree_with_a_postgresql_ledger(tmp_path: Path, pg_url: str) -> None:
+    flow = Flow.init(tmp_path / "ws", "--mode", "copy", env={"PROMOTE_LEDGER": pg_url})
+    assert flow.release({"release/a": b"1"}).returncode == 0
+    assert verify_tree(flow).returncode == 0
+    edit(flow.root / "release/a", b"2")
+    r = verify_tree(flow)
+    assert r.returncode == 3
+    assert b"view-modified" in r.stdout
+
+
 # -- ledger verify-chain ---------------------------------------------------------------
 
 
