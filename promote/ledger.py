@@ -366,7 +366,9 @@ class FileLedger(CommitBackend):
                     p.unlink()
                     done.append(f"removed interrupted entry temp {p.name}")
             head = self.head()
+            if head.seq:  # the entry is the truth; HEAD only caches it
+                head = parse_entry(self.read(head.seq)).head()
             if head != self._read_head_cache():
                 atomic_write(self.dir / "HEAD", canonical(head.to_dict()))
-                done.append(f"rolled ledger HEAD forward to entry {head.seq}")
+                done.append(f"rewrote ledger HEAD from entry {head.seq}")
         return done

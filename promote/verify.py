@@ -160,9 +160,44 @@ def open_ledger(ws: Workspace) -> CommitBackend:
 
 
 def ledger_problems(root: Path, store: ObjectStore) -> list[Problem]:
-    """For `cas fsck`: the ledger checks of the workspace at `root`."""
+    """For `cas fsck`: the ledger checks of the workspace at `root`, and its view."""
+    from cas.local import LocalStore
+
     ws = Workspace.load(root)
-    return verify_ledger(open_ledger(ws), store)[0]
+    ledger = open_ledger(ws)
+    problems, state, ref = verify_ledger(ledger, store)
+    usable = state is not None and ref is not None
+    if usable and (ws.view_mode == "copy" or isinstance(ws.store, LocalStore)):
+        assert state is not None and ref is not None
+        problems += _view_damage(ws, ledger, state, ref)
+    return problems
+
+
+def _view_damage(
+    ws: Workspace, ledger: CommitBackend, state: State, ref: ObjectRef
+) -> list[Problem]:
+    """What is wrong in the view, as opposed to merely behind.
+
+    Checked under the view lock, so no switch is seen half-done. A view that shows an
+    older state of the ledger, intact, is lagging (a promoter between its commit and
+    its switch, or a crash there): `promote recover` or the next promotion catches it
+    up, and `promote verify` reports it. A view showing anything else is damage.
+    """
+    from promote.ledger import file_lock, load_state
+    from promote.view import View
+
+    view = View(ws)
+    with file_lock(ws.meta_dir / "view.lock", what="the view lock"):
+        shown = view.shown()
+        if ws.view_mode == "copy" and shown is None:
+            return []  # a copy switch interrupted: recover finishes it, verify reports it
+        if shown is not None and shown != ref.digest.hex:
+            for seq in range(ledger.head().seq, 0, -1):
+                after = parse_entry(ledger.read(seq)).state_after
+                if after.digest.hex == shown:
+                    state, ref = load_state(ws.store, after), after
+                    break
+        return view.problems(state, ref)
 
 
 def verify_workspace(ws: Workspace, ledger: CommitBackend, view: bool = True) -> list[Problem]:

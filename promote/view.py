@@ -101,6 +101,8 @@ class View:
         if not isinstance(store, LocalStore):
             raise WorkspaceError("symlink views need a local store; use view.mode 'copy'")
         gen = self.generation(ref)
+        if gen.is_dir() and self._tampered(state, ref):
+            self._set_aside(gen)
         if not gen.is_dir():
             makedirs_durable(self.generations)
             tmp = self.generations / f".tmp-{ref.digest.hex}-{os.getpid()}"
@@ -132,6 +134,24 @@ class View:
         crashpoint("view.after-switch")
         for top in self.tops:
             self._ensure_top_link(top)
+
+    def _tampered(self, state: State, ref: ObjectRef) -> bool:
+        """Whether someone changed a generation (which is never changed once built)."""
+        return any(
+            p.kind in ("view-pointer", "view-missing")
+            or (p.kind == "unpromoted" and p.location not in self.tops)
+            for p in self._symlink_problems(state, ref)
+        )
+
+    def _set_aside(self, gen: Path) -> None:
+        """Move a tampered generation into `.promote/quarantine/`: evidence, not trash."""
+        dest_dir = self.meta / "quarantine"
+        makedirs_durable(dest_dir)
+        n = 0
+        while (dest := dest_dir / f"{gen.name}.{n}").exists():
+            n += 1
+        os.rename(gen, dest)
+        fsync_dir(self.generations)
 
     def _top_target(self, top: str) -> str:
         return os.path.relpath(self.current / top, self.root)
