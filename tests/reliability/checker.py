@@ -266,7 +266,7 @@ def _check(
         if why and not any(k in ("mismatch", "missing", "truncated") for k, _ in expect):
             raise Inconsistent(f"{where}: {ref['digest']} is {why} (lost)")
     wrong = _misnamed(store)
-    if wrong and not any(k == "mismatch" for k, _ in expect):
+    if wrong and not any(k in ("mismatch", "not-regular") for k, _ in expect):
         raise Inconsistent(f"objects under a wrong name: {wrong}")
     shown = view_files(root)
     if view == "head":
