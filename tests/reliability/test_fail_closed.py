@@ -1,0 +1,155 @@
+"""Fail closed, for every engine kind: regorus, the `opa` CLI, OPA's REST API.
+
+Invariant: an engine error, a timeout, a crash or an undefined result is a deny
+(exit 4), recorded with its reason in execution/promote/report.json, and nothing is
+promoted.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reliability.checker import check, count
+from reliability.scenario import Zygote, entries, prepare
+
+from promote.canonical import pretty
+
+
+def _engine(root: Path, engine: dict) -> None:
+    cfg = root / "control/promote/config.json"
+    doc = json.loads(cfg.read_bytes())
+    doc["engine"] = engine
+    cfg.write_bytes(pretty(doc))
+
+
+def _denied(root: Path, cli: Zygote, reason: str) -> None:
+    cap = prepare(root, {"release/a": b"1"})
+    start = time.monotonic()
+    r = cli("promote", cap, cwd=root)
+    count("fail-closed", "cases")
+    assert r.returncode == 4, (r.returncode, r.stderr)
+    assert time.monotonic() - start < 20
+    report = json.loads((root / "execution/promote/report.json").read_bytes())
+    assert report["status"] == "denied", report
+    assert report["decision"]["allow"] is False
+    assert any(reason in x for x in report["reasons"]), report["reasons"]
+    assert entries(root) == []
+    check(root, cli, category="fail-closed")
+
+
+REGO = {
+    "runtime-error": ("package promote\nimport rego.v1\nallow := 1 / 0 == 0\n", "policy"),
+    "undefined": ("package promote\nimport rego.v1\nother := true\n", "undefined"),
+    "allow-not-boolean": ('package promote\nimport rego.v1\nallow := "true"\n', "not true"),
+    "deny-wrong-type": ("package promote\nimport rego.v1\nallow := true\ndeny := 3\n", "deny"),
+    "syntax": ("package promote\nallow if {\n", "policy engine error"),
+}
+
+
+@pytest.mark.parametrize("case", list(REGO))
+def test_regorus_fails_closed(make_ws, cli: Zygote, case: str) -> None:
+    root = make_ws()
+    text, reason = REGO[case]
+    for f in (root / "control/policy").glob("*.rego"):
+        f.unlink()
+    (root / "control/policy/promote.rego").write_text(text)
+    _denied(root, cli, reason)
+
+
+FAKE_OPA = {
+    "hangs": ("sleep 30", "timed out"),
+    "crashes": ("echo 'opa: panic: boom' >&2; exit 2", "opa eval failed"),
+    "killed": ("kill -9 $$", "opa eval failed"),
+    "garbage": ("echo 'not json'", "unreadable output"),
+    "undefined": ("echo '{}'", "undefined"),
+    "allow-string": (
+        'echo \'{"result":[{"expressions":[{"value":{"allow":"true","deny":[]}}]}]}\'',
+        "not true",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FAKE_OPA))
+def test_fake_opa_cli_fails_closed(make_ws, cli: Zygote, case: str, tmp_path: Path) -> None:
+    """A fake `opa` binary that hangs, crashes, is killed or answers nonsense."""
+    root = make_ws()
+    body, reason = FAKE_OPA[case]
+    fake = tmp_path / "opa"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = version ]; then echo "Version: 0.0.0-fake"; exit 0; fi\n'
+        "cat >/dev/null\n" + body + "\n"
+    )
+    fake.chmod(0o755)
+    _engine(root, {"kind": "opa", "binary": str(fake), "timeout": 1})
+    _denied(root, cli, reason)
+
+
+class _Opa(http.server.BaseHTTPRequestHandler):
+    mode = "no-result"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        mode = type(self).mode
+        if mode == "hang":
+            time.sleep(3)
+        if mode == "error":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b'{"code":"internal_error"}')
+            return
+        body = {
+            "no-result": b"{}",
+            "hang": b'{"result":{"allow":true,"deny":[]}}',
+            "garbage": b"<html>",
+            "allow-null": b'{"result":{"allow":null}}',
+        }[mode]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def opa_server() -> Iterator[tuple[str, type[_Opa]]]:
+    handler = type("Handler", (_Opa,), {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+REST = {
+    "no-result": "undefined",
+    "error": "HTTP 500",
+    "hang": "unreachable",  # past the 1 s timeout
+    "garbage": "unreachable",
+    "allow-null": "undefined",
+}
+
+
+@pytest.mark.parametrize("mode", list(REST))
+def test_opa_rest_fails_closed(make_ws, cli: Zygote, opa_server, mode: str) -> None:
+    url, handler = opa_server
+    handler.mode = mode
+    root = make_ws()
+    _engine(root, {"kind": "opa-rest", "url": url, "timeout": 1})
+    _denied(root, cli, REST[mode])
+
+
+def test_opa_rest_unreachable(make_ws, cli: Zygote) -> None:
+    root = make_ws()
+    _engine(root, {"kind": "opa-rest", "url": "http://127.0.0.1:9", "timeout": 1})
+    _denied(root, cli, "unreachable")
