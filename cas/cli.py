@@ -5,31 +5,39 @@ A thin layer: parse, call one library function, print.
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from cas import _cli
-from cas.backend import ObjectStore
-from cas.digest import Digest, ObjectRef
 from cas.errors import EXIT_INTEGRITY
-from cas.stores import init_store, open_store, resolve_store_spec
+
+# The store, digest and JSON modules load when a command runs, not for `cas --help`.
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from cas.backend import ObjectStore
+    from cas.digest import Digest, ObjectRef
 
 
 def _store(ctx: click.Context) -> ObjectStore:
+    from cas.stores import open_store, resolve_store_spec
+
     spec = resolve_store_spec(ctx.obj["store"])
     return open_store(spec)
 
 
 def _digest(text: str) -> Digest:
+    from cas.digest import Digest
+
     return Digest.parse(text)
 
 
 def _emit_json(data: Any) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
 
 
@@ -57,6 +65,8 @@ def init(ctx: click.Context, directory: str | None) -> None:
 
     An S3 store's bucket is created when missing.
     """
+    from cas.stores import init_store, resolve_store_spec
+
     store = init_store(directory or resolve_store_spec(ctx.obj["store"]))
     click.echo(f"initialized store {store.location}")
 
@@ -164,6 +174,7 @@ def ls_(ctx: click.Context, as_json: bool) -> None:
 def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
     """Re-hash every object and check the store's layout. Exit 3 on any problem."""
     from cas.check import check_all
+    from cas.stores import resolve_store_spec
 
     report = check_all(resolve_store_spec(ctx.obj["store"]), quarantine=quarantine)
     if as_json:

@@ -19,7 +19,6 @@ behind as one stray temp.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -27,6 +26,7 @@ import functools
 import mmap
 import os
 import queue
+import re
 import stat
 import sys
 import tempfile
@@ -67,9 +67,16 @@ KICK = 32 << 20
 SMALL = 1 << 20
 #: `put_many` commits a batch once it holds this many bytes of new objects.
 BATCH_BYTES = 256 << 20
-#: fsck hashes objects from this size up with every core, through windows this large.
+#: fsck maps objects from this size up instead of reading them (as b3sum does);
+#: from `BIG` up it hashes them with every core; it maps `WINDOW` bytes at a time.
+MAP_MIN = 16 << 10
 BIG = 16 << 20
-WINDOW = 64 << 20
+WINDOW = 32 << 20
+#: An object's name: the hex of its digest (what `Digest` accepts for blake3).
+_OBJECT_NAME = re.compile("[0-9a-f]{64}")
+
+#: fsck's unit of work: an object's path under the root, its hex name, its lstat.
+_Item = tuple[str, str, "os.stat_result | OSError | None"]
 
 
 class StoreIOError(CasError):
@@ -476,15 +483,15 @@ class LocalStore(ObjectStore):
         problems.extend(self._layout_problems())
         candidates = []
         for fan, name in self._object_files():
-            path = self.objects / fan / name
-            try:
-                digest = Digest(ALGORITHM, fan + name)
-            except InvalidDigest:
-                problems.append(Problem("misplaced", self._rel(path), "not a valid object name"))
+            rel = f"objects/{ALGORITHM}/{fan}/{name}"
+            if not _OBJECT_NAME.fullmatch(fan + name):  # the rule of Digest, without objects
+                problems.append(Problem("misplaced", rel, "not a valid object name"))
                 continue
-            candidates.append((path, digest))
+            candidates.append((rel, fan + name))
+        import concurrent.futures  # here, not at the top: only fsck needs it
+
         with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            for n, found in pool.map(self._check_objects, _work_batches(candidates)):
+            for n, found in pool.map(self._check_objects, self._work_batches(candidates)):
                 problems.extend(found)
                 if progress is not None:
                     progress(n)
@@ -512,35 +519,65 @@ class LocalStore(ObjectStore):
                 dirnames[:] = []
         return problems
 
-    def _check_objects(self, items: list[tuple[Path, Digest]]) -> tuple[int, list[Problem]]:
-        return len(items), [p for item in items for p in self._check_object(item)]
+    def _work_batches(self, candidates: list[tuple[str, str]]) -> list[list[_Item]]:
+        """fsck's work in pieces for the thread pool: the largest objects first, each
+        alone, so that no large one is left running on its own at the end; small ones
+        by the dozen, so that their hand-overs to the pool cost little.
+        """
+        items: list[_Item] = []
+        for rel, hexdigest in candidates:
+            try:
+                st: os.stat_result | OSError | None = os.lstat(f"{self.location}/{rel}")
+            except FileNotFoundError:
+                st = None  # deleted by gc while we looked
+            except OSError as e:
+                st = e
+            items.append((rel, hexdigest, st))
+        items.sort(key=lambda i: -i[2].st_size if isinstance(i[2], os.stat_result) else 0)
+        batches: list[list[_Item]] = []
+        small: list[_Item] = []
+        for item in items:
+            st = item[2]
+            if isinstance(st, os.stat_result) and st.st_size >= BUF:
+                batches.append([item])
+                continue
+            small.append(item)
+            if len(small) == 64:
+                batches.append(small)
+                small = []
+        if small:
+            batches.append(small)
+        return batches
 
-    def _check_object(self, item: tuple[Path, Digest]) -> list[Problem]:
-        path, digest = item
-        rel = self._rel(path)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return []  # deleted by gc while we looked
+    def _check_objects(self, items: list[_Item]) -> tuple[int, list[Problem]]:
+        return len(items), [p for item in items for p in self._check_object(*item)]
+
+    def _check_object(
+        self, rel: str, hexdigest: str, st: os.stat_result | OSError | None
+    ) -> list[Problem]:
+        digest = f"{ALGORITHM}:{hexdigest}"
+        if st is None:
+            return []
+        if isinstance(st, OSError):
+            return [Problem("unreadable", rel, st.strerror or str(st), digest)]
         if not stat.S_ISREG(st.st_mode):
-            return [Problem("not-regular", rel, "not a regular file", str(digest))]
+            return [Problem("not-regular", rel, "not a regular file", digest)]
         problems = []
         if st.st_mode & 0o222:
             problems.append(
-                Problem(
-                    "permissions", rel, f"mode {stat.S_IMODE(st.st_mode):o}, want 444", str(digest)
-                )
+                Problem("permissions", rel, f"mode {stat.S_IMODE(st.st_mode):o}, want 444", digest)
             )
         try:
-            got, size = _hash_file(path)
+            got, size = _hash_file(f"{self.location}/{rel}")
         except OSError as e:
-            return [*problems, Problem("unreadable", rel, e.strerror or str(e), str(digest))]
-        if got != digest:
-            if (self.object_path(got)).is_file():
-                detail = f"holds the bytes of {got} ({size} bytes), another object"
+            return [*problems, Problem("unreadable", rel, e.strerror or str(e), digest)]
+        if got != hexdigest:
+            other = Digest(ALGORITHM, got)
+            if (self.object_path(other)).is_file():
+                detail = f"holds the bytes of {other} ({size} bytes), another object"
             else:
-                detail = f"bytes hash to {got} ({size} bytes)"
-            problems.append(Problem("mismatch", rel, detail, str(digest)))
+                detail = f"bytes hash to {other} ({size} bytes)"
+            problems.append(Problem("mismatch", rel, detail, digest))
         return problems
 
     def _set_aside(self, problems: list[Problem]) -> None:
@@ -565,50 +602,22 @@ class LocalStore(ObjectStore):
         return path.relative_to(self.root).as_posix()
 
 
-def _work_batches(
-    candidates: list[tuple[Path, Digest]],
-) -> list[list[tuple[Path, Digest]]]:
-    """fsck's work in pieces for the thread pool: largest objects first, each alone,
-    so that no large one is left running on its own at the end; small ones by the
-    dozen, so that their hand-overs to the pool cost little.
-    """
-    sized = []
-    for item in candidates:
-        try:
-            sized.append((os.lstat(item[0]).st_size, item))
-        except OSError:
-            sized.append((0, item))  # _check_object reports it
-    sized.sort(key=lambda x: -x[0])
-    batches: list[list[tuple[Path, Digest]]] = []
-    small: list[tuple[Path, Digest]] = []
-    for size, item in sized:
-        if size >= BUF:
-            batches.append([item])
-            continue
-        small.append(item)
-        if len(small) == 64:
-            batches.append(small)
-            small = []
-    if small:
-        batches.append(small)
-    return batches
-
-
 _buffers = threading.local()
 
 
-def _hash_file(path: Path) -> tuple[Digest, int]:
-    """The digest and size of a file's bytes, without following a symlink.
+def _hash_file(path: str) -> tuple[str, int]:
+    """The hex digest and size of a file's bytes, without following a symlink.
 
-    Large files are hashed on every core through read-only memory maps, a window at a
-    time (so memory stays bounded); the rest through a buffer kept per thread. The
-    maps assume what fsck assumes of objects: nobody truncates them meanwhile.
+    As b3sum does, files from `MAP_MIN` up are hashed through read-only memory maps
+    (no copy), a window at a time, so that memory stays bounded; from `BIG` up, on
+    every core. Smaller ones are read into a buffer kept per thread. The maps assume
+    what fsck assumes of objects: nobody truncates one meanwhile.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         size = os.fstat(fd).st_size
-        if size >= BIG:
-            h = _big_hasher()
+        if size >= MAP_MIN:
+            h = _big_hasher() if size >= BIG else hasher()
             for offset in range(0, size, WINDOW):
                 with mmap.mmap(
                     fd, min(WINDOW, size - offset), offset=offset, access=mmap.ACCESS_READ
@@ -626,7 +635,7 @@ def _hash_file(path: Path) -> tuple[Digest, int]:
                 size += n
     finally:
         os.close(fd)
-    return Digest(ALGORITHM, h.hexdigest()), size
+    return str(h.hexdigest()), size
 
 
 class _Writer:
