@@ -25,7 +25,6 @@ import fcntl
 import functools
 import mmap
 import os
-import queue
 import re
 import stat
 import sys
@@ -59,8 +58,11 @@ READ_ONLY = 0o444
 
 #: The copy buffer: small enough to stay in the CPU cache between read, hash and write.
 BUF = CHUNK
-#: Buffers a put may have in flight between its reading and its writing thread.
-DEPTH = 8
+#: A put lets the kernel copy regular files from this size up, this much a call.
+COPY_MIN = 8 << 20
+COPY_STEP = 8 << 20
+#: What copy_file_range fails with where it cannot serve (then a put streams).
+_NO_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF})
 #: A put asks the kernel to start writing back every this many bytes it has written.
 KICK = 32 << 20
 #: `put_many` reads inputs up to this size whole and hashes them before writing.
@@ -192,6 +194,65 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
         except OSError:
             pass
+
+
+def _stream_hashing(source: BinaryIO, fd: int, h: Any, size: int) -> int:
+    """Read, hash and write `source` to its end, one buffer at a time; the new size."""
+    buf = bytearray(BUF)
+    view = memoryview(buf)
+    kicked = size
+    while n := _read_into(source, buf):
+        chunk = view[:n]
+        h.update(chunk)
+        _write_all(fd, chunk)
+        size += n
+        if size - kicked >= KICK:
+            _start_writeback(fd, kicked, size - kicked)
+            kicked = size
+    return size
+
+
+def _copy_hashing(source: BinaryIO, fd: int, h: Any, size: int) -> int | None:
+    """Have the kernel copy the rest of a large regular file to `fd` (which holds `size`
+    bytes) and hash what lands there; the new size, or None where this cannot be done
+    (not a regular file, too small to be worth it, another file system, no syscall),
+    in which case nothing was copied.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        src = source.fileno()
+        st = os.fstat(src)
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size - size < COPY_MIN:
+        return None
+    start = kicked = size
+    while True:
+        try:
+            n = os.copy_file_range(src, fd, COPY_STEP)
+        except OSError as e:
+            if size == start and e.errno in _NO_COPY:
+                return None
+            raise _io_error("cannot copy into the store", e) from None
+        if not n:
+            return size
+        _hash_range(fd, h, size, n)
+        size += n
+        if size - kicked >= KICK:
+            _start_writeback(fd, kicked, size - kicked)
+            kicked = size
+
+
+def _hash_range(fd: int, h: Any, offset: int, length: int) -> None:
+    """Hash `length` bytes of `fd` from `offset`, through a read-only map (no copy)."""
+    skip = offset % mmap.ALLOCATIONGRANULARITY
+    try:
+        m = mmap.mmap(fd, skip + length, offset=offset - skip, access=mmap.ACCESS_READ)
+        with m, memoryview(m) as view, view[skip:] as part:
+            h.update(part)
+    except OSError as e:
+        raise _io_error("cannot read back from the store", e) from None
 
 
 @functools.cache
@@ -366,36 +427,21 @@ class LocalStore(ObjectStore):
         return f"{self._objects_str}/{hexdigest[:2]}/{hexdigest[2:]}"
 
     def _ingest(self, fd: int, source: BinaryIO, head: bytes = b"") -> ObjectRef:
-        """Copy `source` to `fd` and hash the same bytes in the same pass.
+        """Copy `source` to `fd` and hash the same bytes in the same pass; the caller syncs.
 
-        `head`, if given, is what was already read from `source`. Past the first
-        buffer, a second thread writes while this one reads and hashes the next
-        buffer, and it asks the kernel to start writing back what it wrote, so that
-        the final fsync finds little left to do. The caller syncs `fd`.
+        `head`, if given, is what was already read from `source`. A large regular file
+        is copied by the kernel (copy_file_range: the bytes never pass through this
+        process), and what landed in the temp file is hashed through a memory map, so
+        the object is named by the bytes it holds. Anything else streams through one
+        buffer: read, hash, write. Either way the kernel is asked to start writing back
+        every `KICK` bytes, so that the final fsync finds little left to do.
         """
         h = hasher()
         h.update(head)
         _write_all(fd, head)
-        size = len(head)
-        writer: _Writer | None = None
-        try:
-            while True:
-                buf = bytearray(BUF) if writer is None else writer.free_buffer()
-                n = _read_into(source, buf)
-                if not n:
-                    break
-                chunk = memoryview(buf)[:n]
-                h.update(chunk)
-                size += n
-                if writer is None and size <= BUF:
-                    _write_all(fd, chunk)  # small: no thread for one buffer
-                    continue
-                if writer is None:
-                    writer = _Writer(fd, start=size - n)
-                writer.write(buf, n)
-        finally:
-            if writer is not None:
-                writer.close()
+        size = _copy_hashing(source, fd, h, len(head))
+        if size is None:
+            size = _stream_hashing(source, fd, h, len(head))
         try:
             os.fchmod(fd, READ_ONLY)
         except OSError as e:
@@ -638,58 +684,6 @@ def _hash_file(path: str) -> tuple[str, int]:
     return str(h.hexdigest()), size
 
 
-class _Writer:
-    """Writes a put's buffers to its temp file on a thread of its own, in order.
-
-    The reading thread hands over full buffers and takes back empty ones, at most
-    `DEPTH` in all, so memory stays bounded whatever the size of the input. blake3
-    and os.write both release the GIL, so hashing one buffer overlaps writing the one
-    before it.
-    """
-
-    def __init__(self, fd: int, start: int) -> None:
-        self.fd = fd
-        self.written = self.kicked = start
-        self.allocated = 0
-        self.error: CasError | None = None
-        self.full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="cas-put-writer", daemon=True)
-        self.thread.start()
-
-    def free_buffer(self) -> bytearray:
-        if self.allocated < DEPTH and self.free.empty():
-            self.allocated += 1
-            return bytearray(BUF)
-        return self.free.get()
-
-    def write(self, buf: bytearray, n: int) -> None:
-        if self.error is not None:
-            raise self.error
-        self.full.put((buf, n))
-
-    def close(self) -> None:
-        """Wait for every buffer to be written. Raises what the writing raised."""
-        self.full.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def _run(self) -> None:
-        while (item := self.full.get()) is not None:
-            buf, n = item
-            if self.error is None:
-                try:
-                    _write_all(self.fd, memoryview(buf)[:n])
-                except CasError as e:
-                    self.error = e
-                self.written += n
-                if self.written - self.kicked >= KICK:
-                    _start_writeback(self.fd, self.kicked, self.written - self.kicked)
-                    self.kicked = self.written
-            self.free.put(buf)  # also after an error, so the reader never waits forever
-
-
 class _Batch:
     """New objects of a `put_many`, staged in one locked directory, made durable together."""
 
@@ -740,7 +734,7 @@ class _Batch:
         temp = f"{self.dir}/{self.seq}"
         self.seq += 1
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)  # read: see _ingest
         except OSError as e:
             raise _io_error("cannot create a temp file in the store", e) from None
         try:

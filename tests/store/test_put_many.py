@@ -6,6 +6,7 @@ import fcntl
 import io
 import os
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import pytest
 from conftest import Cli
@@ -68,11 +69,14 @@ def test_put_many_commits_in_batches(
     store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cas.local, "BATCH_BYTES", 10)
-    syncs = []
+    syncs: list[list[str]] = []
     real = cas.local._Batch._sync
-    monkeypatch.setattr(
-        cas.local._Batch, "_sync", lambda self, paths: syncs.append(paths) or real(self, paths)
-    )
+
+    def counted(self: cas.local._Batch, paths: list[str]) -> None:
+        syncs.append(paths)
+        real(self, paths)
+
+    monkeypatch.setattr(cas.local._Batch, "_sync", counted)
     paths = _files(tmp_path, [b"x" * 8, b"y" * 8, b"z" * 8])
     seen = []
     for ref in store.put_many(paths):
@@ -88,7 +92,12 @@ def test_put_many_without_syncfs_fsyncs_each(
     monkeypatch.setattr(cas.local, "_syncfs", lambda: None)
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     refs = list(store.put_many(_files(tmp_path, [b"p", b"q"])))
     assert [store.read_bytes(r.digest) for r in refs] == [b"p", b"q"]
     assert len(synced) >= 2 + 1  # each temp, then each touched directory
@@ -128,7 +137,7 @@ class _FailingWrites(io.RawIOBase):
         return len(b)
 
 
-def test_write_error_in_the_writer_thread_surfaces(
+def test_write_error_while_streaming_surfaces(
     store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
@@ -142,7 +151,7 @@ def test_write_error_in_the_writer_thread_surfaces(
 
     monkeypatch.setattr(os, "write", write)
     with pytest.raises(cas.local.StoreIOError, match="No space left"):
-        store.put(_FailingWrites())
+        store.put(cast(BinaryIO, _FailingWrites()))
     assert list(store.iterate()) == []
     assert list(store.tmp.iterdir()) == []
 
@@ -191,3 +200,46 @@ def test_cli_put_many_prints_what_is_stored_then_the_error(cas: Cli, work: Path)
     assert [line.split()[0] for line in ok.stdout.decode().splitlines()] == [
         str(hash_bytes(x).digest) for x in (b"alpha", b"stdin", b"beta")
     ]
+
+
+@pytest.mark.parametrize("via", ["put_file", "put_many"])
+def test_large_files_are_copied_by_the_kernel_and_hashed_as_landed(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
+    monkeypatch.setattr(cas.local, "COPY_MIN", 1 << 16)
+    monkeypatch.setattr(cas.local, "COPY_STEP", 100_000)  # windows off the page grid
+    copied: list[int] = []
+    real = os.copy_file_range
+
+    def copy_file_range(src: int, dst: int, count: int) -> int:
+        copied.append(count)
+        return real(src, dst, count)
+
+    monkeypatch.setattr(os, "copy_file_range", copy_file_range)
+    data = os.urandom(cas.local.SMALL + 777_777)  # put_many reads SMALL+1 bytes first
+    src = tmp_path / "big"
+    src.write_bytes(data)
+    if via == "put_file":
+        ref = store.put_file(src)
+    else:
+        [ref] = list(store.put_many([src]))
+    assert copied
+    assert ref == hash_bytes(data)
+    assert store.read_bytes(ref.digest) == data
+    assert store.fsck() == []
+
+
+def test_copy_falls_back_to_streaming(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cas.local, "COPY_MIN", 1 << 16)
+
+    def refuse(*args: object) -> int:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    data = os.urandom(300_000)
+    src = tmp_path / "big"
+    src.write_bytes(data)
+    ref = store.put_file(src)
+    assert store.read_bytes(ref.digest) == data
