@@ -23,6 +23,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import io
 import mmap
 import os
 import re
@@ -218,8 +219,8 @@ def _copy_hashing(source: BinaryIO, fd: int, h: Any, size: int) -> int | None:
     (not a regular file, too small to be worth it, another file system, no syscall),
     in which case nothing was copied.
     """
-    if sys.platform != "linux":
-        return None
+    if sys.platform != "linux" or not isinstance(source, io.FileIO):
+        return None  # a buffered reader may hold bytes read ahead of its file's offset
     try:
         src = source.fileno()
         st = os.fstat(src)

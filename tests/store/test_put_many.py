@@ -243,3 +243,16 @@ def test_copy_falls_back_to_streaming(
     src.write_bytes(data)
     ref = store.put_file(src)
     assert store.read_bytes(ref.digest) == data
+
+
+def test_buffered_source_is_streamed_not_copied(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A buffered reader (stdin) may have read ahead of its fd: only raw files are copied."""
+    monkeypatch.setattr(cas.local, "COPY_MIN", 1 << 16)
+    data = os.urandom(cas.local.SMALL + 500_000)
+    src = tmp_path / "big"
+    src.write_bytes(data)
+    with open(src, "rb") as f:  # buffered, like sys.stdin.buffer
+        [ref] = list(store.put_many([f]))
+    assert ref == hash_bytes(data)
