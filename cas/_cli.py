@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 
-from cas.errors import EXIT_INTERNAL, EXIT_USAGE, CasError
+from cas.errors import EXIT_INTEGRITY, EXIT_INTERNAL, EXIT_USAGE, CasError
 
 
 def run(group: click.Group, prog: str) -> NoReturn:
@@ -48,6 +50,27 @@ def run(group: click.Group, prog: str) -> NoReturn:
         click.echo(f"{prog}: internal error: {type(e).__name__}: {e}", err=True)
         sys.exit(EXIT_INTERNAL)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def emit_json(data: Any) -> None:
+    """Print JSON as every command's `--json` does: sorted keys, two-space indent."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def report_problems(ctx: click.Context, problems: Sequence[Any], as_json: bool, what: str) -> None:
+    """Print check findings (one line each, or JSON) and exit 3 when there are any."""
+    if as_json:
+        emit_json({"ok": not problems, "problems": [p.to_dict() for p in problems]})
+    else:
+        for p in problems:
+            where = f" {p.digest}" if p.digest else ""
+            click.echo(f"{p.kind}:{where} {p.location}: {p.detail}")
+        click.echo(
+            f"{what}: {'clean' if not problems else f'{len(problems)} problems'}",
+            err=bool(problems),
+        )
+    if problems:
+        ctx.exit(EXIT_INTEGRITY)
 
 
 def progress_enabled() -> bool:

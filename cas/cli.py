@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from cas import _cli
+from cas._cli import emit_json
 from cas.errors import EXIT_INTEGRITY
 
 # The store, digest and JSON modules load when a command runs, not for `cas --help`.
@@ -33,12 +34,6 @@ def _digest(text: str) -> Digest:
     from cas.digest import Digest
 
     return Digest.parse(text)
-
-
-def _emit_json(data: Any) -> None:
-    import json
-
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,7 +101,7 @@ def put(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
             if lines:
                 click.echo("".join(lines), nl=False)
     if as_json:
-        _emit_json([{**ref.to_dict(), "path": name} for ref, name in results])
+        emit_json([{**ref.to_dict(), "path": name} for ref, name in results])
 
 
 @main.command()
@@ -146,7 +141,7 @@ def stat(ctx: click.Context, digest: Digest, as_json: bool) -> None:
     """Show an object's digest and size (its bytes are not re-hashed)."""
     ref = _store(ctx).stat(digest)
     if as_json:
-        _emit_json(ref.to_dict())
+        emit_json(ref.to_dict())
     else:
         click.echo(f"{ref.digest}  {ref.size}")
 
@@ -159,7 +154,7 @@ def ls_(ctx: click.Context, as_json: bool) -> None:
     store = _store(ctx)
     refs = [store.stat(d) for d in store.iterate()]
     if as_json:
-        _emit_json([r.to_dict() for r in refs])
+        emit_json([r.to_dict() for r in refs])
     else:
         for r in refs:
             click.echo(f"{r.digest}  {r.size}")
@@ -178,7 +173,7 @@ def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
 
     report = check_all(resolve_store_spec(ctx.obj["store"]), quarantine=quarantine)
     if as_json:
-        _emit_json(report.to_dict())
+        emit_json(report.to_dict())
     else:
         for p in report.problems:
             where = f" {p.digest}" if p.digest else ""

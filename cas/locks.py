@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cas.errors import ConflictError
 
-__all__ = ["DEFAULT_TIMEOUT", "hold"]
+__all__ = ["DEFAULT_TIMEOUT", "hold", "wait"]
 
 DEFAULT_TIMEOUT = float(os.environ.get("PROMOTE_LOCK_TIMEOUT", "30"))
 
@@ -49,22 +49,33 @@ def hold(
         timeout = float(os.environ.get("PROMOTE_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
     fd = os.open(path, os.O_RDONLY)
     try:
-        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        deadline = time.monotonic() + timeout
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise ConflictError(
-                        f"{what} is held by another process ({path}); retry later"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        wait(
+            fd,
+            fcntl.LOCK_SH if shared else fcntl.LOCK_EX,
+            timeout,
+            f"{what} is held by another process ({path})",
+        )
         yield
     finally:
         os.close(fd)
+
+
+def wait(fd: int, mode: int, timeout: float, busy: str) -> None:
+    """Take an flock of `mode` on `fd`, polling with backoff for up to `timeout` seconds.
+
+    Raises:
+        ConflictError: `busy`, when the lock is still held after `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if time.monotonic() >= deadline:
+                raise ConflictError(f"{busy}; retry later") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from cas import _cli
-from cas.errors import EXIT_INTEGRITY, UsageError
+from cas._cli import emit_json, report_problems
+from cas.errors import UsageError
 
 
 class _DefaultRun(click.Group):
@@ -46,10 +46,6 @@ def _ledger(ws: Any) -> Any:
     from promote.verify import open_ledger
 
     return open_ledger(ws)
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 @click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,25 +137,10 @@ def run(ctx: click.Context, capsule: str, as_json: bool, dry_run: bool, engine: 
     ws = _ws(ctx)
     outcome = promote(ws, _ledger(ws), capsule, engine=engine, dry_run=dry_run)
     if as_json:
-        _emit_json(outcome.to_dict())
+        emit_json(outcome.to_dict())
     else:
         _print_outcome(outcome)
     ctx.exit(outcome.exit_code)
-
-
-def _report_problems(ctx: click.Context, problems: list[Any], as_json: bool, what: str) -> None:
-    if as_json:
-        _emit_json({"ok": not problems, "problems": [p.to_dict() for p in problems]})
-    else:
-        for p in problems:
-            where = f" {p.digest}" if p.digest else ""
-            click.echo(f"{p.kind}:{where} {p.location}: {p.detail}")
-        click.echo(
-            f"{what}: {'clean' if not problems else f'{len(problems)} problems'}",
-            err=bool(problems),
-        )
-    if problems:
-        ctx.exit(EXIT_INTEGRITY)
 
 
 @main.command()
@@ -170,7 +151,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     from promote.verify import verify_workspace
 
     ws = _ws(ctx)
-    _report_problems(ctx, verify_workspace(ws, _ledger(ws)), as_json, "verify")
+    report_problems(ctx, verify_workspace(ws, _ledger(ws)), as_json, "verify")
 
 
 @main.command()
@@ -197,7 +178,7 @@ def ledger_verify(ctx: click.Context, as_json: bool) -> None:
     from promote.verify import verify_workspace
 
     ws = _ws(ctx)
-    _report_problems(ctx, verify_workspace(ws, _ledger(ws), view=False), as_json, "ledger verify")
+    report_problems(ctx, verify_workspace(ws, _ledger(ws), view=False), as_json, "ledger verify")
 
 
 @main.group()

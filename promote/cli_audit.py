@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,16 +21,13 @@ from typing import Any
 
 import click
 
+from cas._cli import emit_json
 from cas.errors import EXIT_DENIED, EXIT_INTERNAL, UsageError
 from promote.canonical import pretty
 
 __all__ = ["register"]
 
 _ENGINES = click.Choice(["regorus", "opa", "opa-rest"])
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -94,7 +90,7 @@ def checkpoint_cmd(
     if output is not None:
         _write(output, pretty(cp.to_dict()))
     if as_json:
-        _emit_json(cp.to_dict())
+        emit_json(cp.to_dict())
         return
     click.echo(f"size {cp.size}")
     click.echo(f"root {cp.root.hex()}")
@@ -233,7 +229,7 @@ def verify_proof_cmd(
         )
     report.update(ok=True, size=new.size, root=new.root.hex(), signed=key is not None)
     if as_json:
-        _emit_json(report)
+        emit_json(report)
     else:
         click.echo(f"{text} (root {new.root.hex()}{', signature verified' if key else ''})")
 
@@ -274,7 +270,7 @@ def policy_test_cmd(ctx: click.Context, engine: str | None, coverage: bool, as_j
         raise PolicyTestError(str(e)) from None
     run = run_policy_tests(tester, bundle, coverage)
     if as_json:
-        _emit_json(run.to_dict())
+        emit_json(run.to_dict())
     else:
         for r in run.results:
             line = f"{r.status.upper():5} {r.ref}"
@@ -331,7 +327,7 @@ def policy_eval_cmd(
     bundle = load_bundle(ws.policy_dir, ws.policy_package)
     decision = decide(engine_from_config(ws.engine_config, engine), bundle, doc)
     if as_json:
-        _emit_json(decision.to_dict())
+        emit_json(decision.to_dict())
     else:
         click.echo(
             f"{'allow' if decision.allow else 'deny'}"

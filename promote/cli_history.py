@@ -14,18 +14,15 @@ pager and no timing, so it is the same on a terminal and in a pipe.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cas._cli import emit_json, report_problems
+
 __all__ = ["register"]
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def _ws(ctx: click.Context) -> Any:
@@ -61,7 +58,7 @@ def log_cmd(ctx: click.Context, max_count: int | None, reverse: bool, as_json: b
     with _opened(ctx) as (ws, ledger):
         records = iter_log(ws, ledger, max_count, reverse)
         if as_json:
-            _emit_json([r.to_dict() for r in records])
+            emit_json([r.to_dict() for r in records])
         else:
             for r in records:
                 click.echo(r.line())
@@ -82,7 +79,7 @@ def show_cmd(ctx: click.Context, seq: str, as_json: bool) -> None:
     with _opened(ctx) as (ws, ledger):
         shown = show(ws, ledger, resolve_seq(ledger, seq))
     if as_json:
-        _emit_json(shown.to_dict())
+        emit_json(shown.to_dict())
     else:
         for line in shown.lines():
             click.echo(line)
@@ -100,7 +97,7 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
     with _opened(ctx) as (ws, ledger):
         st = status(ws, ledger)
     if as_json:
-        _emit_json(st.to_dict())
+        emit_json(st.to_dict())
     else:
         for line in st.lines():
             click.echo(line)
@@ -139,7 +136,7 @@ def revert_cmd(
         seq = 0 if to.strip() == "0" else resolve_seq(ledger, to)
         plan, outcome = revert(ws, ledger, seq, engine=engine, dry_run=dry_run)
     if as_json:
-        _emit_json({**outcome.to_dict(), "revert": plan.to_dict()})
+        emit_json({**outcome.to_dict(), "revert": plan.to_dict()})
         ctx.exit(outcome.exit_code)
     n = len(plan.capsule.targets)
     click.echo(f"revert to entry {plan.to} {plan.to_entry}: {n} path{'s' if n != 1 else ''}")
@@ -154,23 +151,6 @@ def revert_cmd(
         click.echo(plan.capsule_bytes.decode(), nl=False)
     _print_outcome(outcome)
     ctx.exit(outcome.exit_code)
-
-
-def _report(ctx: click.Context, problems: list[Any], as_json: bool, what: str) -> None:
-    from cas.errors import EXIT_INTEGRITY
-
-    if as_json:
-        _emit_json({"ok": not problems, "problems": [p.to_dict() for p in problems]})
-    else:
-        for p in problems:
-            where = f" {p.digest}" if p.digest else ""
-            click.echo(f"{p.kind}:{where} {p.location}: {p.detail}")
-        click.echo(
-            f"{what}: {'clean' if not problems else f'{len(problems)} problems'}",
-            err=bool(problems),
-        )
-    if problems:
-        ctx.exit(EXIT_INTEGRITY)
 
 
 @click.command(name="verify-tree")
@@ -194,14 +174,14 @@ def verify_tree_cmd(ctx: click.Context, staged: bool, as_json: bool) -> None:
     root = ctx.find_root().obj["root"]
     if not staged:
         ws = _ws(ctx)
-        _report(ctx, verify_tree(ws, tree_ledger(ws)), as_json, "verify-tree")
+        report_problems(ctx, verify_tree(ws, tree_ledger(ws)), as_json, "verify-tree")
         return
     problems: list[Problem] = []
     with staged_workspaces(Path.cwd(), Path(root) if root else None) as found:
         for prefix, _real, ws in found:
             for p in verify_tree(ws, tree_ledger(ws)):
                 problems.append(Problem(p.kind, prefix + p.location, p.detail, p.digest))
-    _report(ctx, sorted(problems), as_json, "verify-tree --staged")
+    report_problems(ctx, sorted(problems), as_json, "verify-tree --staged")
 
 
 @click.command(name="verify-chain")
@@ -234,7 +214,7 @@ def verify_chain_cmd(
     else:
         ledger = tree_ledger(_ws(ctx))
     problems, _ = verify_chain(ledger, open_store(store) if store else None)
-    _report(ctx, problems, as_json, "ledger verify-chain")
+    report_problems(ctx, problems, as_json, "ledger verify-chain")
 
 
 def register(main: click.Group) -> None:

@@ -106,7 +106,7 @@ def ledger_export(ctx: click.Context, to: Path | None) -> None:
 
     Run it again to bring an export up to date; entries already there must match.
     """
-    from promote.cli import _report_problems
+    from cas._cli import report_problems
     from promote.ledger import FileLedger
     from promote.remote import export_ledger
     from promote.verify import verify_ledger
@@ -119,7 +119,7 @@ def ledger_export(ctx: click.Context, to: Path | None) -> None:
     head, written = export_ledger(source, to, ws.store)
     click.echo(f"exported {written} new entries to {to} (head: entry {head.seq})")
     problems = verify_ledger(FileLedger(to, ws.store), ws.store)[0]
-    _report_problems(ctx, problems, False, "ledger verify")
+    report_problems(ctx, problems, False, "ledger verify")
 
 
 @click.command(name="push")

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import errno
 import fcntl
 import os
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from cas import locks
 from cas._crash import crashpoint
 from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef, hash_bytes
@@ -231,21 +230,7 @@ def file_lock(path: Path, timeout: float | None = None, what: str = "lock") -> I
     except OSError as e:
         raise DiskError(f"cannot open {what} {path}: {e.strerror or e}") from None
     try:
-        deadline = time.monotonic() + timeout
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise ConflictError(
-                        f"{what} is held by another process ({path}); retry later"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        locks.wait(fd, fcntl.LOCK_EX, timeout, f"{what} is held by another process ({path})")
         yield
     finally:
         os.close(fd)
