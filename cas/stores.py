@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cas.backend import ObjectStore
 from cas.errors import UsageError
-from cas.local import LocalStore
+
+if TYPE_CHECKING:
+    from cas.backend import ObjectStore
 
 __all__ = [
     "CONFIG_PATH",
@@ -81,6 +83,8 @@ def open_store(spec: str) -> ObjectStore:
 
         return S3Store.existing(spec)
     _refuse_other_schemes(spec)
+    from cas.local import LocalStore
+
     return LocalStore.existing(Path(spec))
 
 
@@ -91,6 +95,8 @@ def init_store(spec: str) -> ObjectStore:
 
         return S3Store.init(spec)
     _refuse_other_schemes(spec)
+    from cas.local import LocalStore
+
     return LocalStore.init(Path(spec))
 
 
