@@ -11,7 +11,7 @@ import abc
 import io
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -103,8 +103,13 @@ class ObjectStore(abc.ABC):
         """The stored size of an object. Raises ObjectMissing."""
 
     @abc.abstractmethod
-    def fsck(self, quarantine: bool = False) -> list[Problem]:
-        """Re-hash every object; report (and optionally set aside) what is wrong."""
+    def fsck(
+        self, quarantine: bool = False, progress: Callable[[int], None] | None = None
+    ) -> list[Problem]:
+        """Re-hash every object; report (and optionally set aside) what is wrong.
+
+        `progress(n)` is called as objects are checked (n of them each time).
+        """
 
     # -- helpers built on the primitives ------------------------------------
 

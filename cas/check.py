@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,26 @@ def _same_dir(a: str, b: str) -> bool:
         return False
 
 
-def check_all(store_spec: str, quarantine: bool = False) -> FsckReport:
-    """Check the store; inside a workspace, also its pointers and ledger."""
+def check_all(
+    store_spec: str,
+    quarantine: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> FsckReport:
+    """Check the store; inside a workspace, also its pointers and ledger.
+
+    `progress(done, total)` is called as objects are checked.
+    """
     store = open_store(store_spec)
     objects = sum(1 for _ in store.iterate())
-    problems = store.fsck(quarantine=quarantine)
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, objects)
+
+    problems = store.fsck(quarantine=quarantine, progress=tick if progress else None)
     root = _workspace_of(store_spec)
     if root is not None:
         from promote.verify import ledger_problems

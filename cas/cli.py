@@ -171,7 +171,17 @@ def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
     from cas.check import check_all
     from cas.stores import resolve_store_spec
 
-    report = check_all(resolve_store_spec(ctx.obj["store"]), quarantine=quarantine)
+    spec = resolve_store_spec(ctx.obj["store"])
+    if _cli.progress_enabled():
+        with click.progressbar(length=1, label="fsck", file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
+            report = check_all(spec, quarantine=quarantine, progress=progress)
+    else:
+        report = check_all(spec, quarantine=quarantine)
     if as_json:
         emit_json(report.to_dict())
     else:

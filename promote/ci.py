@@ -33,7 +33,7 @@ import contextlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -84,7 +84,9 @@ class EmptyStore(ObjectStore):
     def size(self, digest: Digest) -> int:
         raise ObjectMissing(digest)
 
-    def fsck(self, quarantine: bool = False) -> list[Problem]:
+    def fsck(
+        self, quarantine: bool = False, progress: Callable[[int], None] | None = None
+    ) -> list[Problem]:
         return []
 
 
