@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import io
 import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -18,7 +17,8 @@ from typing import BinaryIO
 import attrs
 
 from cas.digest import ALGORITHM, Digest, ObjectRef, hash_bytes, hasher
-from cas.errors import DigestMismatch, IntegrityError, ObjectMissing, UsageError
+from cas.errors import DigestMismatch, IntegrityError, ObjectMissing
+from cas.fsutil import open_source
 
 __all__ = ["CHUNK", "ObjectStore", "Problem", "verified_chunks"]
 
@@ -132,22 +132,7 @@ class ObjectStore(abc.ABC):
         Raises:
             UsageError: when `path` is missing, a directory or unreadable.
         """
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise UsageError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise UsageError(f"{path}: is a directory, not a file") from None
-        except PermissionError:
-            raise UsageError(f"{path}: permission denied") from None
-        except OSError as e:
-            raise UsageError(f"{path}: cannot open: {e.strerror}") from None
-        try:
-            if stat.S_ISDIR(os.fstat(fd).st_mode):
-                raise UsageError(f"{path}: is a directory, not a file")
-        except BaseException:
-            os.close(fd)
-            raise
+        fd, _ = open_source(path)
         with os.fdopen(fd, "rb", buffering=0) as f:
             return self.put(f)
 

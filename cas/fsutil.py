@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "makedirs_durable"]
+from cas.errors import UsageError
+
+__all__ = ["atomic_write", "fsync_dir", "makedirs_durable", "open_source"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -53,3 +56,29 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             pass
         raise
     fsync_dir(path.parent)
+
+
+def open_source(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    """Open a file to ingest, with the errors of `ObjectStore.put_file`; and its stat.
+
+    Raises:
+        UsageError: when `path` is missing, a directory or unreadable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a file") from None
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot open: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{path}: is a directory, not a file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st

@@ -48,7 +48,7 @@ from cas.errors import (
     StoreNotFound,
     UsageError,
 )
-from cas.fsutil import atomic_write, fsync_dir, makedirs_durable
+from cas.fsutil import atomic_write, fsync_dir, makedirs_durable, open_source
 from cas.locks import hold
 
 __all__ = ["LocalStore"]
@@ -111,32 +111,6 @@ def _try_lock(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
-
-
-def _open_source(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
-    """Open a file to ingest, with the errors of `ObjectStore.put_file`; and its stat.
-
-    Raises:
-        UsageError: when `path` is missing, a directory or unreadable.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a file") from None
-    except PermissionError:
-        raise UsageError(f"{path}: permission denied") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot open: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"{path}: is a directory, not a file")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st
 
 
 def _read_into(source: BinaryIO, buf: bytearray | memoryview) -> int:
@@ -708,7 +682,7 @@ class _Batch:
         if not isinstance(source, (str, os.PathLike)):
             self._add(source, _read_upto(source, SMALL + 1, BUF))
             return
-        fd, st = _open_source(source)
+        fd, st = open_source(source)
         try:
             if stat.S_ISREG(st.st_mode) and st.st_size <= SMALL:
                 # One read: for a regular file, a short read is its end.

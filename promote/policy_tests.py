@@ -18,7 +18,6 @@ from __future__ import annotations
 import abc
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -231,16 +230,14 @@ class OpaTester(Tester):
     name = "opa"
 
     def __init__(self, binary: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
-        found = binary or shutil.which("opa")
-        if not found:
-            raise WorkspaceError("engine 'opa' needs an opa binary on PATH or in the config")
-        self.binary = found
+        from promote.policy import OpaCliEngine
+
+        self.engine = OpaCliEngine(binary, timeout)  # finds the binary, or says why not
+        self.binary = self.engine.binary
         self.timeout = timeout
 
     def version(self) -> str:
-        from promote.policy import OpaCliEngine
-
-        return OpaCliEngine(self.binary, self.timeout).version()
+        return self.engine.version()
 
     def run(self, bundle: PolicyBundle, coverage: bool = False) -> TestRun:
         if coverage:

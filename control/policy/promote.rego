@@ -69,11 +69,15 @@ deny contains msg if {
 	msg := sprintf("target %s already holds %s: nothing to promote", [target.path, target.digest])
 }
 
-# Built once per evaluation, so checking N targets against M subjects costs N set
-# look-ups, not N * M comparisons.
-checked := {[subject.digest, subject.size] | some subject in input.check_report.subjects}
-
-covered(target) if [target.digest, target.size] in checked
+# A scan per target (N targets x M subjects). A set of checked pairs built once would
+# be ~20x faster at 1,000 targets, but regorus 0.13 evaluates such a helper rule wrongly
+# once the package spans several files (it denies complete evidence: see the README,
+# "Performance"), so the policy keeps to rules it gets right.
+covered(target) if {
+	some subject in input.check_report.subjects
+	subject.digest == target.digest
+	subject.size == target.size
+}
 
 # A delete (`"delete": true`) names no object, so there is nothing for the CHECK report
 # to cover; the gate has checked that the path exists now.
