@@ -34,11 +34,11 @@ test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 ## bench: time cas against dd, git, git-annex and b3sum (minutes; see README "Performance")
-bench: install
+bench: install-test
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## bench-smoke: the same cases on tiny data, seconds long, so that the benchmark does not rot
-bench-smoke: install
+bench-smoke: install-test
 	$(BIN)/python bench/run.py --scale 0.01 --runs 1 --out bench/out/smoke.json
 
 clean:
