@@ -34,6 +34,7 @@ def new_capsule(
     base: str | None = None,
     builder: str | None = None,
     source_revision: str | None = None,
+    deletes: Sequence[str] = (),
 ) -> bytes:
     """The bytes of a capsule, validated exactly as `promote` will validate it.
 
@@ -60,6 +61,14 @@ def new_capsule(
             held = state.get(path)
             expect = held.digest if held else ABSENT
         built.append(Target(path, ObjectRef(digest, size), expect))
+    for path in deletes:
+        expect = guards.pop(path, None)
+        if expect is None and state is not None:
+            held = state.get(path)
+            expect = held.digest if held else ABSENT
+        built.append(Target(path, None, expect))
+    if not built:
+        raise UsageError("a capsule needs at least one --target or --delete")
     if guards:
         raise UsageError(f"--expect for paths that are not targets: {sorted(guards)}")
     base_digest = None

@@ -191,9 +191,15 @@ def capsule() -> None:
     "--target",
     "targets",
     multiple=True,
-    required=True,
     metavar="PATH=DIGEST",
     help="A path and the object it should hold (repeatable).",
+)
+@click.option(
+    "--delete",
+    "deletes",
+    multiple=True,
+    metavar="PATH",
+    help="A path to remove (repeatable; the CHECK report need not cover it).",
 )
 @click.option(
     "--check-report", required=True, metavar="DIGEST", help="The CHECK report in the store."
@@ -222,6 +228,7 @@ def capsule() -> None:
 def capsule_new(
     ctx: click.Context,
     targets: tuple[str, ...],
+    deletes: tuple[str, ...],
     check_report: str,
     expects: tuple[str, ...],
     expect_current: bool,
@@ -244,6 +251,7 @@ def capsule_new(
         base,
         builder,
         source_revision,
+        deletes,
     )
     if str(output) == "-":
         click.echo(data.decode(), nl=False)

@@ -442,3 +442,38 @@ def test_verify_catches_a_file_dropped_into_the_view(flow: Flow) -> None:
     assert r.returncode == 3
     problems = json.loads(r.stdout)["problems"]
     assert [(p["kind"], p["location"]) for p in problems] == [("unpromoted", "release/dropped")]
+
+
+def test_capsule_new_delete_removes_a_path(flow: Flow) -> None:
+    assert flow.release({"release/a": b"1", "release/b": b"2"}).returncode == 0
+    check = flow.check([flow.put(b"unrelated")])
+    flow.ok(
+        "promote",
+        "capsule",
+        "new",
+        "--delete",
+        "release/a",
+        "--check-report",
+        check,
+        "--expect-current",
+        "--base",
+        "current",
+        "-o",
+        "del.json",
+    )
+    doc = json.loads((flow.root / "del.json").read_bytes())
+    assert doc["targets"][0]["delete"] is True and "expect" in doc["targets"][0]
+    r = flow.run("promote", "del.json")
+    assert r.returncode == 0, r.stderr
+    assert not (flow.root / "release/a").exists()
+    assert (flow.root / "release/b").read_bytes() == b"2"
+    assert report(flow)["changes"][0]["to"] is None
+    assert flow.run("promote", "verify").returncode == 0
+    assert flow.run("promote", "del.json").returncode == 5  # replay: the guard is stale
+
+
+def test_capsule_new_needs_a_target_or_delete(flow: Flow) -> None:
+    check = flow.check([flow.put(b"x")])
+    r = flow.run("promote", "capsule", "new", "--check-report", check, "-o", "c.json")
+    assert r.returncode == 2
+    assert b"at least one --target or --delete" in r.stderr
