@@ -615,7 +615,9 @@ from pathlib import Path
 from cas.digest import hash_bytes
 from cas.fsutil import atomic_write
 from promote.canonical import canonical
-from promote.ledger import FileLedger, build_entry, load_state, parse_entry
+from promote.ledger.backend import load_state
+from promote.ledger.entry import build_entry, parse_entry
+from promote.ledger.files import FileLedger
 from promote.model import Change
 from promote.workspace import Workspace
 

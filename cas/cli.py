@@ -168,7 +168,7 @@ def ls_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
     """Re-hash every object and check the store's layout. Exit 3 on any problem."""
-    from cas.check import check_all
+    from cas.fsck import check_all
     from cas.stores import resolve_store_spec
 
     spec = resolve_store_spec(ctx.obj["store"])

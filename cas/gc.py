@@ -105,7 +105,7 @@ def collect(
         UsageError: a negative grace, a bad pin. IntegrityError: an unreadable
         ledger (gc never guesses roots). ConflictError: a lock held too long.
     """
-    from promote.roots import ledger_roots
+    from promote.ledger.roots import ledger_roots
     from promote.verify import open_ledger
     from promote.workspace import Workspace
 
@@ -177,7 +177,7 @@ def _collect_temps(store: LocalStore, dry_run: bool) -> list[str]:
 
 def _collect_generations(ws: Any, dry_run: bool) -> list[str]:
     """View generations (and their half-built temps) other than the current one."""
-    from promote.ledger import file_lock
+    from promote.ledger.files import file_lock
 
     meta: Path = ws.meta_dir
     gens = meta / "generations"

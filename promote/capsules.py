@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from cas.digest import Digest, ObjectRef
 from cas.errors import ObjectMissing, UsageError
 from promote.canonical import pretty
-from promote.ledger import CommitBackend, load_state
+from promote.ledger.backend import CommitBackend, load_state
 from promote.model import ABSENT, Capsule, Target, load_capsule
 from promote.workspace import Workspace
 

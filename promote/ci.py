@@ -43,7 +43,8 @@ from cas.digest import Digest, ObjectRef
 from cas.errors import ObjectMissing, UsageError
 from cas.fsutil import atomic_write, makedirs_durable
 from cas.stores import CONFIG_PATH
-from promote.ledger import CommitBackend, FileLedger
+from promote.ledger.backend import CommitBackend
+from promote.ledger.files import FileLedger
 from promote.model import State
 from promote.workspace import Workspace
 

@@ -26,7 +26,8 @@ from cas.fsutil import atomic_write, makedirs_durable
 from cas.local import LocalStore
 from promote.canonical import canonical, pretty
 from promote.errors import Denied, InvalidCapsule, InvalidDocument, LinkageError, PolicyError
-from promote.ledger import CommitBackend, Entry, Head, build_entry, load_state
+from promote.ledger.backend import CommitBackend, load_state
+from promote.ledger.entry import Entry, Head, build_entry
 from promote.model import (
     ABSENT,
     Capsule,
@@ -36,7 +37,7 @@ from promote.model import (
     load_check_report,
 )
 from promote.paths import check_allowed, check_layout, check_path
-from promote.policy import Decision, PolicyBundle, decide, engine_from_config, load_bundle
+from promote.policy.engines import Decision, PolicyBundle, decide, engine_from_config, load_bundle
 from promote.workspace import Workspace
 
 __all__ = ["Plan", "Outcome", "plan", "promote", "read_capsule"]

@@ -22,7 +22,9 @@ from cas.digest import Digest, ObjectRef
 from cas.errors import CasError, UsageError
 from promote.canonical import load_json
 from promote.errors import InvalidDocument
-from promote.ledger import CommitBackend, Entry, FileLedger, Head, load_state, parse_entry
+from promote.ledger.backend import CommitBackend, load_state
+from promote.ledger.entry import Entry, Head, parse_entry
+from promote.ledger.files import FileLedger
 from promote.model import Change
 from promote.workspace import Workspace
 
@@ -298,7 +300,7 @@ def _seq_of_state(ledger: CommitBackend, head: Head, digest: Digest) -> int | No
         entry = _entry(ledger, seq)
         if entry.state_after.digest == digest:
             return seq
-    from promote.ledger import EMPTY_STATE
+    from promote.ledger.entry import EMPTY_STATE
 
     return 0 if digest == EMPTY_STATE.ref().digest else None
 

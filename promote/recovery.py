@@ -9,7 +9,8 @@ to date here.
 from __future__ import annotations
 
 from cas.local import LocalStore
-from promote.ledger import CommitBackend, FileLedger, load_state
+from promote.ledger.backend import CommitBackend, load_state
+from promote.ledger.files import FileLedger
 from promote.view import View
 from promote.workspace import Workspace
 

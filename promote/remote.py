@@ -27,9 +27,11 @@ from cas.errors import ConflictError, IntegrityError, UsageError
 from cas.fsutil import atomic_write, fsync_dir, makedirs_durable
 from promote.canonical import canonical
 from promote.errors import WorkspaceError
-from promote.ledger import CommitBackend, FileLedger, Head, load_state, parse_entry
+from promote.ledger.backend import CommitBackend, load_state
+from promote.ledger.entry import Head, parse_entry
+from promote.ledger.files import FileLedger
+from promote.ledger.pg import PgLedger
 from promote.model import State
-from promote.pg import PgLedger
 from promote.workspace import Workspace
 
 __all__ = [

@@ -28,7 +28,8 @@ from cas.digest import Digest, ObjectRef, hash_bytes
 from cas.errors import CasError, IntegrityError, UsageError
 from promote.canonical import canonical, pretty
 from promote.errors import InvalidDocument, LinkageError
-from promote.ledger import CommitBackend, parse_entry
+from promote.ledger.backend import CommitBackend
+from promote.ledger.entry import parse_entry
 from promote.model import (
     ABSENT,
     Capsule,

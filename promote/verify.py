@@ -13,7 +13,8 @@ from cas.digest import ObjectRef
 from cas.errors import CasError, IntegrityError, ObjectMissing
 from promote.canonical import load_json
 from promote.errors import WorkspaceError
-from promote.ledger import EMPTY_STATE, CommitBackend, parse_entry
+from promote.ledger.backend import CommitBackend
+from promote.ledger.entry import EMPTY_STATE, parse_entry
 from promote.model import State
 from promote.workspace import Workspace
 
@@ -148,8 +149,8 @@ def open_ledger(ws: Workspace) -> CommitBackend:
     """
     import os
 
-    from promote.ledger import FileLedger
-    from promote.pg import PgLedger, is_pg_url
+    from promote.ledger.files import FileLedger
+    from promote.ledger.pg import PgLedger, is_pg_url
 
     spec = os.environ.get("PROMOTE_LEDGER") or ws.ledger_spec
     if is_pg_url(spec):
@@ -183,7 +184,8 @@ def _view_damage(
     its switch, or a crash there): `promote recover` or the next promotion catches it
     up, and `promote verify` reports it. A view showing anything else is damage.
     """
-    from promote.ledger import file_lock, load_state
+    from promote.ledger.backend import load_state
+    from promote.ledger.files import file_lock
     from promote.view import View
 
     view = View(ws)

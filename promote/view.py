@@ -35,7 +35,9 @@ from cas.local import LocalStore
 from cas.materialize import copy_object
 from promote.canonical import canonical, load_json
 from promote.errors import WorkspaceError
-from promote.ledger import CommitBackend, Head, file_lock, load_state
+from promote.ledger.backend import CommitBackend, load_state
+from promote.ledger.entry import Head
+from promote.ledger.files import file_lock
 from promote.model import State
 from promote.workspace import Workspace
 

@@ -21,7 +21,8 @@ from cas.digest import ObjectRef
 from cas.errors import CasError
 from promote.canonical import pretty
 from promote.capsules import new_capsule
-from promote.ledger import CommitBackend, Entry, Head, build_entry, load_state
+from promote.ledger.backend import CommitBackend, load_state
+from promote.ledger.entry import Entry, Head, build_entry
 from promote.model import Change, State
 from promote.verify import open_ledger
 from promote.workspace import Workspace
@@ -150,7 +151,7 @@ def next_entry(
 
 def commit_worker(index: int, args: tuple[str, str, bytes, bytes, Any], results: Any) -> None:
     """In a child process: wait at the barrier, then commit; puts (index, outcome)."""
-    from promote.ledger import parse_entry
+    from promote.ledger.entry import parse_entry
     from promote.model import State as StateCls
 
     root, spec, entry_bytes, state_bytes, barrier = args

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cas.digest import hash_bytes
 from cas.errors import ConflictError, IntegrityError
-from promote.ledger import CommitBackend, Entry, Head, build_entry, parse_entry
+from promote.ledger.backend import CommitBackend
+from promote.ledger.entry import Entry, Head, build_entry, parse_entry
 from promote.model import Change, State
 
 __all__ = ["MemoryLedger", "synthetic_ledger", "write_keypair"]

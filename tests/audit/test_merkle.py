@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from promote.merkle import (
+from promote.ledger.merkle import (
     BLAKE3_TREE,
     SHA256_TREE,
     ProofError,

@@ -21,10 +21,10 @@ from cas.digest import Digest
 from cas.errors import IntegrityError, UsageError
 from promote.canonical import canonical
 from promote.errors import InvalidDocument
-from promote.ledger import CommitBackend, Entry, Head
-from promote.merkle import BLAKE3_TREE, ProofError, root
-from promote.model import State
-from promote.proofs import (
+from promote.ledger.backend import CommitBackend
+from promote.ledger.entry import Entry, Head
+from promote.ledger.merkle import BLAKE3_TREE, ProofError, root
+from promote.ledger.proofs import (
     Checkpoint,
     ConsistencyProof,
     InclusionProof,
@@ -39,6 +39,7 @@ from promote.proofs import (
     verify_consistency_proof,
     verify_inclusion_proof,
 )
+from promote.model import State
 
 
 @pytest.fixture(scope="module")

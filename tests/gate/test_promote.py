@@ -406,7 +406,7 @@ def test_decision_replays_to_the_same_bytes(flow: Flow) -> None:
     from cas.digest import Digest
     from cas.local import LocalStore
     from promote.canonical import load_json
-    from promote.policy import PolicyBundle, RegorusEngine, decide
+    from promote.policy.engines import PolicyBundle, RegorusEngine, decide
 
     store = LocalStore.existing(flow.root / ".cas")
     entry = json.loads((flow.root / "execution/ledger/entries/000000000001.json").read_bytes())

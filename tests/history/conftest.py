@@ -32,7 +32,7 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture
 def pg_url(pg_server: PgServer) -> str:
     """A fresh, migrated database."""
-    from promote.pg import migrate
+    from promote.ledger.pg import migrate
 
     url = pg_server.new_database()
     migrate(url)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from promote.policy import Engine, OpaCliEngine, RegorusEngine, decide, load_bundle
+from promote.policy.engines import Engine, OpaCliEngine, RegorusEngine, decide, load_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]

@@ -30,7 +30,7 @@ from helpers import clean_env, run_cli  # noqa: E402
 from cas.digest import ObjectRef  # noqa: E402
 from promote.canonical import pretty  # noqa: E402
 from promote.capsules import new_capsule  # noqa: E402
-from promote.ledger import FileLedger  # noqa: E402
+from promote.ledger.files import FileLedger  # noqa: E402
 from promote.workspace import Workspace  # noqa: E402
 
 __all__ = ["Result", "Zygote", "copy_workspace", "loop_step", "prepare", "put"]

@@ -22,7 +22,7 @@ from reliability.checker import check, count
 from reliability.scenario import Zygote, entries, prepare
 
 from cas.errors import CasError
-from promote.ledger import FileLedger
+from promote.ledger.files import FileLedger
 from promote.model import load_capsule, load_check_report
 from promote.paths import check_allowed, check_path
 from promote.workspace import Workspace

@@ -25,7 +25,7 @@ from typing import Any
 import cas.cli
 import promote.cli
 import promote.gate
-import promote.policy
+import promote.policy.engines
 import promote.recovery
 import promote.verify
 import promote.view

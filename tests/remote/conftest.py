@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from servers_pg import PgServer, postgresql
 
-from promote.pg import migrate
+from promote.ledger.pg import migrate
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,11 @@ import pytest
 from promote_ws import Machine, commit_worker, make_machine, next_entry
 
 from cas.errors import ConflictError, IntegrityError
-from promote.ledger import CommitBackend, FileLedger, Head, file_lock, parse_entry
+from promote.ledger.backend import CommitBackend
+from promote.ledger.entry import Head, parse_entry
+from promote.ledger.files import FileLedger, file_lock
+from promote.ledger.pg import PgLedger
 from promote.model import State
-from promote.pg import PgLedger
 from promote.verify import verify_ledger
 
 KINDS = ["file", "pg"]

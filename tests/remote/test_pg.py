@@ -19,7 +19,7 @@ from servers import S3Server
 
 from cas.local import LocalStore
 from promote.canonical import pretty
-from promote.pg import PgLedger, migrations
+from promote.ledger.pg import PgLedger, migrations
 
 
 def _ok(r: subprocess.CompletedProcess[bytes]) -> str:

@@ -477,5 +477,5 @@ def test_cli_missing_store_is_one_line_exit_2(s3_server: S3Server, tmp_path: Pat
 
 
 def test_cas_without_s3_does_not_import_boto3() -> None:
-    code = "import sys, cas.cli, cas.check; sys.exit('boto3' in sys.modules)"
+    code = "import sys, cas.cli, cas.fsck; sys.exit('boto3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

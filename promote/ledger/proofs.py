@@ -38,8 +38,9 @@ from cas.digest import Digest
 from cas.errors import IntegrityError, UsageError
 from promote.canonical import load_json
 from promote.errors import InvalidDocument
-from promote.ledger import ENTRY_SCHEMA, CommitBackend
-from promote.merkle import (
+from promote.ledger.backend import CommitBackend
+from promote.ledger.entry import ENTRY_SCHEMA
+from promote.ledger.merkle import (
     BLAKE3_TREE,
     ProofError,
     consistency_proof,

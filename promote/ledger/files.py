@@ -1,215 +1,29 @@
-"""The hash-linked, append-only ledger and the commit backend behind it.
-
-An entry is canonical JSON (RFC 8785). Its hash is the BLAKE3 of exactly those bytes;
-each entry names the hash of the one before, so editing, dropping or reordering any
-entry breaks every link after it.
-
-The commit backend is the small interface a promotion commits through: read the
-head, and `commit(base, entry, state)`, a compare-and-swap that appends the entry and
-moves the pointer state in one atomic step, or raises ConflictError. `FileLedger` is
-the local implementation; a PostgreSQL one fulfils the same contract.
-"""
+"""The ledger as files in the workspace, and the flock that serialises its writers."""
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import attrs
 
 from cas import locks
 from cas._crash import crashpoint
 from cas.backend import ObjectStore
-from cas.digest import Digest, ObjectRef, hash_bytes
+from cas.digest import Digest, ObjectRef
 from cas.errors import ConflictError, IntegrityError
 from cas.fsutil import atomic_write, fsync_dir, makedirs_durable
 from promote.canonical import canonical, load_json
-from promote.errors import DiskError, InvalidDocument
-from promote.model import Change, State
+from promote.errors import DiskError
+from promote.ledger.backend import CommitBackend
+from promote.ledger.entry import Entry, Head, parse_entry
+from promote.model import State
 
-__all__ = [
-    "ENTRY_SCHEMA",
-    "GENESIS_BASE",
-    "CommitBackend",
-    "Entry",
-    "FileLedger",
-    "Head",
-    "build_entry",
-    "parse_entry",
-]
+__all__ = ["LOCK_TIMEOUT", "FileLedger", "file_lock"]
 
-ENTRY_SCHEMA = "promote-ledger-entry/v1"
-EMPTY_STATE = State()
-#: The `base` of a capsule built against the empty ledger.
-GENESIS_BASE = Digest("blake3", "0" * 64)
 LOCK_TIMEOUT = float(os.environ.get("PROMOTE_LOCK_TIMEOUT", "30"))
-
-
-@attrs.frozen
-class Head:
-    """Where the ledger ends: the last entry and the pointer state it left."""
-
-    seq: int
-    entry: Digest | None
-    state: ObjectRef
-
-    @classmethod
-    def genesis(cls) -> Head:
-        return cls(0, None, EMPTY_STATE.ref())
-
-    @property
-    def base(self) -> Digest:
-        """What a capsule's `base` names for this head (GENESIS_BASE when empty)."""
-        return self.entry or GENESIS_BASE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "entry": str(self.entry) if self.entry else None,
-            "state": self.state.to_dict(),
-        }
-
-
-@attrs.frozen
-class Entry:
-    """One ledger entry: its canonical bytes, its hash, and its parsed document."""
-
-    data: bytes
-    doc: Mapping[str, Any] = attrs.field(eq=False)
-
-    @property
-    def hash(self) -> Digest:
-        return hash_bytes(self.data).digest
-
-    @property
-    def seq(self) -> int:
-        return int(self.doc["seq"])
-
-    @property
-    def state_after(self) -> ObjectRef:
-        return ObjectRef.from_dict(self.doc["state_after"])
-
-    @property
-    def changes(self) -> list[Change]:
-        return [Change.from_dict(c) for c in self.doc["changes"]]
-
-    def head(self) -> Head:
-        return Head(self.seq, self.hash, self.state_after)
-
-
-def build_entry(
-    head: Head,
-    *,
-    capsule: ObjectRef,
-    check_report: ObjectRef,
-    decision: ObjectRef,
-    policy: ObjectRef,
-    state_after: ObjectRef,
-    changes: list[Change],
-) -> Entry:
-    """The next entry after `head`. Deterministic: same inputs, same bytes."""
-    doc = {
-        "schema": ENTRY_SCHEMA,
-        "seq": head.seq + 1,
-        "prev": str(head.entry) if head.entry else None,
-        "capsule": capsule.to_dict(),
-        "check_report": check_report.to_dict(),
-        "decision": decision.to_dict(),
-        "policy": policy.to_dict(),
-        "state_before": head.state.to_dict(),
-        "state_after": state_after.to_dict(),
-        "changes": [c.to_dict() for c in sorted(changes, key=lambda c: c.path)],
-    }
-    return Entry(canonical(doc), doc)
-
-
-_ENTRY_KEYS = {
-    "schema",
-    "seq",
-    "prev",
-    "capsule",
-    "check_report",
-    "decision",
-    "policy",
-    "state_before",
-    "state_after",
-    "changes",
-}
-
-
-def parse_entry(data: bytes) -> Entry:
-    """Parse entry bytes, checking shape and that they are exactly canonical.
-
-    Raises:
-        IntegrityError: for anything that is not a well-formed canonical entry.
-    """
-    try:
-        doc = load_json(data, "ledger entry")
-    except InvalidDocument as e:
-        raise IntegrityError(str(e)) from None
-    if not isinstance(doc, dict) or set(doc) != _ENTRY_KEYS or doc["schema"] != ENTRY_SCHEMA:
-        raise IntegrityError("ledger entry: not a promote-ledger-entry/v1 document")
-    if canonical(doc) != data:
-        raise IntegrityError("ledger entry: bytes are not canonical JSON")
-    try:
-        for key in ("capsule", "check_report", "decision", "policy", "state_before", "state_after"):
-            ObjectRef.from_dict(doc[key])
-        if doc["prev"] is not None:
-            Digest.parse(doc["prev"])
-        if not isinstance(doc["seq"], int) or doc["seq"] < 1:
-            raise ValueError("bad seq")
-        for c in doc["changes"]:
-            Change.from_dict(c)
-    except Exception as e:
-        raise IntegrityError(f"ledger entry: malformed: {e}") from None
-    return Entry(data, doc)
-
-
-class CommitBackend(abc.ABC):
-    """Pointer state plus ledger, with compare-and-swap commits."""
-
-    #: Human-readable location, for messages.
-    location: str
-
-    @abc.abstractmethod
-    def head(self) -> Head:
-        """The current head (genesis when the ledger is empty)."""
-
-    @abc.abstractmethod
-    def read(self, seq: int) -> bytes:
-        """The bytes of entry `seq` (1-based). Raises IntegrityError when missing."""
-
-    @abc.abstractmethod
-    def commit(self, base: Head, entry: Entry, state: State) -> Head:
-        """Append `entry` and move to `state`, if and only if the head is still `base`.
-
-        Raises:
-            ConflictError: the head moved, or the lock could not be had in time.
-        """
-
-    def state(self, store: ObjectStore) -> State:
-        """The current pointer state (read from the store, verified)."""
-        return load_state(store, self.head().state)
-
-    def entries(self, start: int = 1) -> Iterator[bytes]:
-        for seq in range(start, self.head().seq + 1):
-            yield self.read(seq)
-
-
-def load_state(store: ObjectStore, ref: ObjectRef) -> State:
-    if ref == EMPTY_STATE.ref():
-        return EMPTY_STATE
-    store.verify(ref)
-    try:
-        return State.from_dict(load_json(store.read_bytes(ref.digest), "pointer state"))
-    except InvalidDocument as e:
-        raise IntegrityError(f"pointer state {ref.digest}: {e}") from None
 
 
 @contextlib.contextmanager

@@ -7,39 +7,29 @@
     promote store push DEST             the workspace's objects into another store
     promote checkout [--to DIR]         materialize the current state here, verified
 
-Thin: each parses, calls one function of `promote.remote` or `promote.pg`, prints.
+Thin: each parses, calls one function of `promote.remote` or `promote.ledger.pg`, prints.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
+from cas._cli import report_problems
 from cas.errors import UsageError
-
-__all__ = ["register"]
-
-
-def _ws(ctx: click.Context) -> Any:
-    from promote.workspace import Workspace
-
-    return Workspace.find(ctx.find_root().obj["root"])
-
-
-def _ledger(ws: Any) -> Any:
-    from promote.verify import open_ledger
-
-    return open_ledger(ws)
+from promote.cli.common import (
+    open_ledger,
+    workspace,
+)
 
 
 def _db_url(ctx: click.Context, url: str | None) -> str:
-    from promote.pg import is_pg_url
+    from promote.ledger.pg import is_pg_url
 
     if url is None:
-        url = os.environ.get("PROMOTE_LEDGER") or _ws(ctx).ledger_spec
+        url = os.environ.get("PROMOTE_LEDGER") or workspace(ctx).ledger_spec
         if not is_pg_url(url):
             raise UsageError(
                 "the workspace's ledger is not a postgresql:// URL; give the database with --url"
@@ -47,9 +37,6 @@ def _db_url(ctx: click.Context, url: str | None) -> str:
     if not is_pg_url(url):
         raise UsageError(f"{url!r} is not a postgresql:// URL")
     return url
-
-
-# -- promote db ----------------------------------------------------------------
 
 
 @click.group()
@@ -65,8 +52,8 @@ _URL_HELP = "The database (default: the workspace's ledger URL, or $PROMOTE_LEDG
 @click.pass_context
 def migrate(ctx: click.Context, url: str | None) -> None:
     """Apply the schema migrations the database lacks, in one transaction."""
-    from promote.pg import migrate as do_migrate
-    from promote.pg import migrations, redact
+    from promote.ledger.pg import migrate as do_migrate
+    from promote.ledger.pg import migrations, redact
 
     url = _db_url(ctx, url)
     done = do_migrate(url)
@@ -80,7 +67,7 @@ def migrate(ctx: click.Context, url: str | None) -> None:
 @click.pass_context
 def status(ctx: click.Context, url: str | None) -> None:
     """The schema version applied, and the one this promote needs (exit 2 if behind)."""
-    from promote.pg import PgLedger, redact
+    from promote.ledger.pg import PgLedger, redact
 
     url = _db_url(ctx, url)
     ledger = PgLedger(url)
@@ -89,9 +76,6 @@ def status(ctx: click.Context, url: str | None) -> None:
     finally:
         ledger.close()
     click.echo(f"{redact(url)}: schema current; ledger head entry {head.seq} {head.entry or ''}")
-
-
-# -- promote ledger export / push ---------------------------------------------
 
 
 @click.command(name="export")
@@ -106,14 +90,13 @@ def ledger_export(ctx: click.Context, to: Path | None) -> None:
 
     Run it again to bring an export up to date; entries already there must match.
     """
-    from cas._cli import report_problems
-    from promote.ledger import FileLedger
+    from promote.ledger.files import FileLedger
     from promote.remote import export_ledger
     from promote.verify import verify_ledger
 
-    ws = _ws(ctx)
+    ws = workspace(ctx)
     to = (to or ws.root / "execution" / "ledger-export").absolute()
-    source = _ledger(ws)
+    source = open_ledger(ws)
     if isinstance(source, FileLedger) and source.dir.resolve() == to.resolve():
         raise UsageError(f"{to} is the ledger itself")
     head, written = export_ledger(source, to, ws.store)
@@ -136,11 +119,11 @@ def ledger_push(ctx: click.Context, url: str, source: Path | None) -> None:
 
     Then point the workspace at URL ("ledger" in control/promote/config.json).
     """
-    from promote.ledger import FileLedger
-    from promote.pg import PgLedger, is_pg_url
+    from promote.ledger.files import FileLedger
+    from promote.ledger.pg import PgLedger, is_pg_url
     from promote.remote import push_ledger
 
-    ws = _ws(ctx)
+    ws = workspace(ctx)
     if not is_pg_url(url):
         raise UsageError(f"{url!r} is not a postgresql:// URL")
     if source is None:
@@ -154,9 +137,6 @@ def ledger_push(ctx: click.Context, url: str, source: Path | None) -> None:
         f"pushed {after.seq - before.seq} entries to {remote.location}"
         f" (head: entry {after.seq} {after.entry or ''})"
     )
-
-
-# -- promote store push --------------------------------------------------------
 
 
 @click.group()
@@ -183,15 +163,12 @@ def store_push(ctx: click.Context, dest: str, jobs: int, verify: bool) -> None:
     from cas.stores import open_store
     from promote.remote import push_objects
 
-    ws = _ws(ctx)
+    ws = workspace(ctx)
     stats = push_objects(ws.store, open_store(dest), jobs=jobs, verify=verify)
     click.echo(
         f"pushed {stats.copied} objects ({stats.bytes} bytes) to {dest};"
         f" {stats.present} were there already"
     )
-
-
-# -- promote checkout ----------------------------------------------------------
 
 
 @click.command()
@@ -210,20 +187,15 @@ def checkout(ctx: click.Context, to: Path | None, mode: str | None) -> None:
     """Materialize the authoritative view of the ledger's current state, verified."""
     from promote.remote import checkout as do_checkout
 
-    ws = _ws(ctx)
-    done = do_checkout(ws, _ledger(ws), to, mode)
+    ws = workspace(ctx)
+    done = do_checkout(ws, open_ledger(ws), to, mode)
     click.echo(
         f"checked out ledger entry {done.head.seq} ({done.paths} paths, {done.mode} mode)"
         f" at {done.root}"
     )
 
 
-def register(main: click.Group) -> None:
-    """Add these commands to the `promote` group."""
-    main.add_command(db)
-    main.add_command(store)
-    main.add_command(checkout)
-    ledger = main.commands["ledger"]
-    assert isinstance(ledger, click.Group)
-    ledger.add_command(ledger_export)
-    ledger.add_command(ledger_push)
+#: Registered on `promote` by promote.cli.app.
+COMMANDS: tuple[click.Command, ...] = (db, store, checkout)
+#: Registered on `promote ledger`.
+LEDGER_COMMANDS: tuple[click.Command, ...] = (ledger_export, ledger_push)

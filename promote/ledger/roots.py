@@ -14,7 +14,8 @@ from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
 from cas.errors import CasError, IntegrityError
 from promote.canonical import load_json
-from promote.ledger import EMPTY_STATE, CommitBackend, parse_entry
+from promote.ledger.backend import CommitBackend
+from promote.ledger.entry import EMPTY_STATE, parse_entry
 from promote.model import State
 
 __all__ = ["ledger_roots"]

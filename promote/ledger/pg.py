@@ -18,7 +18,7 @@ Ledger rows hold the same canonical entry bytes as `entries/<seq>.json` of the f
 ledger (as bytea), so `promote ledger export` writes files identical to the ones a
 local ledger would hold, and one verifier checks both.
 
-The schema is versioned (`promote/migrations/NNNN_*.sql`) and changed only by the
+The schema is versioned (`promote/ledger/migrations/NNNN_*.sql`) and changed only by the
 explicit `promote db migrate`; a backend refuses to work on a database whose schema is
 missing, older or newer than the one it knows.
 """
@@ -38,9 +38,10 @@ from cas._crash import crashpoint
 from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
 from cas.errors import EXIT_INTERNAL, ConflictError, IntegrityError
-from promote import ledger as _ledger
 from promote.errors import PromoteError, WorkspaceError
-from promote.ledger import EMPTY_STATE, CommitBackend, Entry, Head, load_state
+from promote.ledger import files as _files
+from promote.ledger.backend import CommitBackend, load_state
+from promote.ledger.entry import EMPTY_STATE, Entry, Head
 from promote.model import State
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class Migration:
 def migrations() -> list[Migration]:
     """The migrations this promote ships, in order: versions 1, 2, ... without gaps."""
     found = []
-    for f in resources.files("promote").joinpath("migrations").iterdir():
+    for f in resources.files("promote.ledger").joinpath("migrations").iterdir():
         m = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", f.name)
         if m:
             found.append(Migration(int(m.group(1)), f.name, f.read_bytes()))
@@ -304,7 +305,7 @@ class PgLedger(CommitBackend):
     def _lock_timeout(self) -> float:
         if self.lock_timeout is not None:
             return self.lock_timeout
-        return float(os.environ.get("PROMOTE_LOCK_TIMEOUT", _ledger.LOCK_TIMEOUT))
+        return float(os.environ.get("PROMOTE_LOCK_TIMEOUT", _files.LOCK_TIMEOUT))
 
     def _fail(self, e: Exception, doing: str) -> DatabaseError:
         return DatabaseError(f"{self.location}: {doing}: {_msg(e)}")

@@ -28,7 +28,7 @@ import attrs
 
 from cas.errors import EXIT_INTERNAL
 from promote.errors import PromoteError, WorkspaceError
-from promote.policy import DEFAULT_TIMEOUT, PolicyBundle
+from promote.policy.engines import DEFAULT_TIMEOUT, PolicyBundle
 
 __all__ = [
     "PolicyTestError",
@@ -180,7 +180,7 @@ class RegorusTester(Tester):
     name = "regorus"
 
     def version(self) -> str:
-        from promote.policy import RegorusEngine
+        from promote.policy.engines import RegorusEngine
 
         return RegorusEngine().version()
 
@@ -230,7 +230,7 @@ class OpaTester(Tester):
     name = "opa"
 
     def __init__(self, binary: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
-        from promote.policy import OpaCliEngine
+        from promote.policy.engines import OpaCliEngine
 
         self.engine = OpaCliEngine(binary, timeout)  # finds the binary, or says why not
         self.binary = self.engine.binary

@@ -1,0 +1,91 @@
+"""What the command families share: the workspace of the invocation, its ledger,
+options, and how a promotion's outcome is printed."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cas.errors import UsageError
+
+__all__ = [
+    "ENGINES",
+    "open_ledger",
+    "opened",
+    "print_outcome",
+    "read_input",
+    "workspace",
+    "write_output",
+]
+
+#: The policy engines a command's --engine may name.
+ENGINES = click.Choice(["regorus", "opa", "opa-rest"])
+
+
+def print_outcome(outcome: Any) -> None:
+    o = outcome
+    if o.status == "promoted" and o.ledger:
+        click.echo(f"promoted: ledger entry {o.ledger.seq} {o.ledger.entry}")
+        if o.reasons:  # committed, but something after the commit point failed
+            click.echo("promote: warning: " + "; ".join(o.reasons), err=True)
+    else:
+        click.echo(
+            f"{o.status}" + (f": {o.reasons[0]}" if len(o.reasons) == 1 else ""),
+            err=o.exit_code != 0,
+        )
+        if len(o.reasons) > 1:
+            for r in o.reasons:
+                click.echo(f"  - {r}", err=o.exit_code != 0)
+    for c in o.changes:
+        before = c.before.digest if c.before else "absent"
+        click.echo(f"  {c.path}: {before} -> {c.after.digest if c.after else 'absent'}")
+    if o.entry is not None:
+        click.echo("ledger entry it would write:")
+        click.echo(o.entry.data.decode())
+
+
+def read_input(path: Path, what: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"{what} {path}: {e.strerror}") from None
+
+
+def write_output(path: Path, data: bytes) -> None:
+    from cas.fsutil import atomic_write
+
+    try:
+        atomic_write(path, data)
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror}") from None
+
+
+def workspace(ctx: click.Context) -> Any:
+    from promote.workspace import Workspace
+
+    return Workspace.find(ctx.find_root().obj["root"])
+
+
+@contextlib.contextmanager
+def opened(ctx: click.Context) -> Iterator[tuple[Any, Any]]:
+    """The workspace and its commit backend, closed afterwards if it holds a connection."""
+    ws = workspace(ctx)
+    backend = open_ledger(ws)
+    try:
+        yield ws, backend
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+
+def open_ledger(ws: Any) -> Any:
+    """The commit backend of `ws` (a file ledger, or PostgreSQL)."""
+    from promote.verify import open_ledger as _open
+
+    return _open(ws)

@@ -1,0 +1,226 @@
+"""The commands that change a workspace: set it up, promote, revert, recover.
+
+promote init [DIR] [--allow PREFIX]... [--mode symlink|copy] [--ci github]
+promote run CAPSULE [--dry-run] [--json] [--engine E]   (or just: promote CAPSULE)
+promote revert --to SEQ [--dry-run] [--json] [--engine E]
+promote recover
+promote capsule new --target PATH=DIGEST ... [-o FILE]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cas._cli import emit_json
+from cas.errors import UsageError
+from promote.cli.common import (
+    open_ledger,
+    opened,
+    print_outcome,
+    workspace,
+)
+
+
+@click.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="PREFIX",
+    help="Allow-listed path prefix (repeatable; default release/).",
+)
+@click.option(
+    "--mode", type=click.Choice(["symlink", "copy"]), help="How the view is materialized."
+)
+@click.option(
+    "--ci", type=click.Choice(["github"]), help="Also write the CI gate workflow for this host."
+)
+def init(directory: Path | None, allow: tuple[str, ...], mode: str | None, ci: str | None) -> None:
+    """Lay out a workspace: config, default policy, execution/, store, empty view."""
+    from promote.view import View
+    from promote.workspace import Workspace
+
+    ws = Workspace.init(directory or Path.cwd(), list(allow) or None, mode)
+    View(ws).sync(open_ledger(ws))
+    click.echo(f"initialized promote workspace {ws.root}")
+    if ci:
+        from promote.ci import write_workflow
+
+        path, written = write_workflow(ws, ci)
+        click.echo(f"wrote {path}" if written else f"kept {path} (delete it to regenerate)")
+
+
+@click.command()
+@click.argument("capsule")
+@click.option("--json", "as_json", is_flag=True, help="Print the report object.")
+@click.option("--dry-run", is_flag=True, help="Steps 1-4 only: print the plan, write nothing.")
+@click.option(
+    "--engine",
+    type=click.Choice(["regorus", "opa", "opa-rest"]),
+    help="Override the configured policy engine.",
+)
+@click.pass_context
+def run(ctx: click.Context, capsule: str, as_json: bool, dry_run: bool, engine: str | None) -> None:
+    """Promote CAPSULE (a capsule file, or a capsule digest in the store)."""
+    from promote.gate import promote
+
+    ws = workspace(ctx)
+    outcome = promote(ws, open_ledger(ws), capsule, engine=engine, dry_run=dry_run)
+    if as_json:
+        emit_json(outcome.to_dict())
+    else:
+        print_outcome(outcome)
+    ctx.exit(outcome.exit_code)
+
+
+@click.command(name="revert")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="SEQ",
+    help="The entry whose state to bring back (a number, or -N: N before the head).",
+)
+@click.option("--dry-run", is_flag=True, help="Steps 1-4 only: the capsule and the plan.")
+@click.option("--json", "as_json", is_flag=True, help="Print the revert and the report.")
+@click.option(
+    "--engine",
+    type=click.Choice(["regorus", "opa", "opa-rest"]),
+    help="Override the configured policy engine.",
+)
+@click.pass_context
+def revert_cmd(
+    ctx: click.Context, to: str, dry_run: bool, as_json: bool, engine: str | None
+) -> None:
+    """Bring the paths changed since entry SEQ back to their state then, as a new entry.
+
+    The capsule guards every path with what it holds now and the ledger with its
+    head; its evidence is the CHECK reports recorded for the objects it restores. It
+    goes through the same gate as any promotion; history is never rewritten.
+    """
+    from promote.history import resolve_seq
+    from promote.revert import revert
+
+    with opened(ctx) as (ws, ledger):
+        seq = 0 if to.strip() == "0" else resolve_seq(ledger, to)
+        plan, outcome = revert(ws, ledger, seq, engine=engine, dry_run=dry_run)
+    if as_json:
+        emit_json({**outcome.to_dict(), "revert": plan.to_dict()})
+        ctx.exit(outcome.exit_code)
+    n = len(plan.capsule.targets)
+    click.echo(f"revert to entry {plan.to} {plan.to_entry}: {n} path{'s' if n != 1 else ''}")
+    if plan.combined:
+        froms = ", ".join(f"entry {s} ({r.digest})" for s, r in plan.sources)
+        click.echo(f"evidence: combined CHECK report {plan.check_report.digest} from {froms}")
+    else:
+        ((s, r),) = plan.sources
+        click.echo(f"evidence: the CHECK report of entry {s} ({r.digest})")
+    if dry_run:
+        click.echo("capsule:")
+        click.echo(plan.capsule_bytes.decode(), nl=False)
+    print_outcome(outcome)
+    ctx.exit(outcome.exit_code)
+
+
+@click.command()
+@click.pass_context
+def recover(ctx: click.Context) -> None:
+    """Finish or undo what a crash interrupted, and make the view agree with the ledger."""
+    from promote.recovery import recover as do_recover
+
+    ws = workspace(ctx)
+    for line in do_recover(ws, open_ledger(ws)):
+        click.echo(line)
+
+
+@click.group()
+def capsule() -> None:
+    """Build capsules, so nobody hand-writes JSON."""
+
+
+@capsule.command(name="new")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="PATH=DIGEST",
+    help="A path and the object it should hold (repeatable).",
+)
+@click.option(
+    "--delete",
+    "deletes",
+    multiple=True,
+    metavar="PATH",
+    help="A path to remove (repeatable; the CHECK report need not cover it).",
+)
+@click.option(
+    "--check-report", required=True, metavar="DIGEST", help="The CHECK report in the store."
+)
+@click.option(
+    "--expect",
+    "expects",
+    multiple=True,
+    metavar="PATH=DIGEST|absent",
+    help="Compare-and-swap guard on a path.",
+)
+@click.option("--expect-current", is_flag=True, help="Guard every target with what it holds now.")
+@click.option(
+    "--base", metavar="HEAD|current", help="Guard on the ledger head ('current' for now)."
+)
+@click.option("--builder", help="meta.builder")
+@click.option("--source-revision", help="meta.source_revision")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the capsule ('-' for stdout).",
+)
+@click.pass_context
+def capsule_new(
+    ctx: click.Context,
+    targets: tuple[str, ...],
+    deletes: tuple[str, ...],
+    check_report: str,
+    expects: tuple[str, ...],
+    expect_current: bool,
+    base: str | None,
+    builder: str | None,
+    source_revision: str | None,
+    output: Path,
+) -> None:
+    """Write a valid capsule; sizes are looked up in the store."""
+    from promote.capsules import new_capsule
+
+    ws = workspace(ctx)
+    data = new_capsule(
+        ws,
+        open_ledger(ws),
+        targets,
+        check_report,
+        expects,
+        expect_current,
+        base,
+        builder,
+        source_revision,
+        deletes,
+    )
+    if str(output) == "-":
+        click.echo(data.decode(), nl=False)
+    else:
+        from cas.fsutil import atomic_write
+
+        try:
+            atomic_write(output, data)
+        except OSError as e:
+            raise UsageError(f"{output}: {e.strerror}") from None
+        click.echo(f"wrote {output}")
+
+
+#: Registered on `promote` by promote.cli.app.
+COMMANDS: tuple[click.Command, ...] = (init, run, revert_cmd, recover, capsule)
+#: Registered on `promote ledger`.
+LEDGER_COMMANDS: tuple[click.Command, ...] = ()

@@ -1,0 +1,202 @@
+"""The commands for checkpoints and Merkle proofs over the ledger.
+
+    promote ledger checkpoint [--size N] [--sign-key FILE] [--json] [-o FILE]
+    promote ledger prove SEQ [--size N] [-o FILE] [--entry-out FILE]
+    promote ledger prove --consistency OLD_SIZE [--size N] [-o FILE]
+    promote ledger verify-proof PROOF --checkpoint FILE [--entry FILE]
+                                [--old-checkpoint FILE] [--verify-key FILE] [--json]
+
+`verify-proof` needs no workspace: it reads only the files it is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cas._cli import emit_json
+from cas.errors import UsageError
+from promote.canonical import pretty
+from promote.cli.common import (
+    opened,
+    read_input,
+    write_output,
+)
+
+
+@click.command(name="checkpoint")
+@click.option("--size", type=click.IntRange(min=0), help="Entries to cover (default: all).")
+@click.option(
+    "--sign-key",
+    type=click.Path(path_type=Path),
+    help="Sign with this Ed25519 private key (PEM, PKCS#8).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checkpoint document.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Also write the document here."
+)
+@click.pass_context
+def checkpoint_cmd(
+    ctx: click.Context, size: int | None, sign_key: Path | None, as_json: bool, output: Path | None
+) -> None:
+    """The size and Merkle root of the ledger: what a proof is checked against."""
+    from promote.ledger.proofs import key_id, ledger_checkpoint, load_private_key
+
+    key = load_private_key(sign_key) if sign_key else None  # a bad key fails before the work
+    with opened(ctx) as (_, backend):
+        cp = ledger_checkpoint(backend, size)
+    if key is not None:
+        cp = cp.sign(key)
+    if output is not None:
+        write_output(output, pretty(cp.to_dict()))
+    if as_json:
+        emit_json(cp.to_dict())
+        return
+    click.echo(f"size {cp.size}")
+    click.echo(f"root {cp.root.hex()}")
+    if key is not None:
+        click.echo(f"signed by {key_id(key.public_key())}")
+    if output is not None:
+        click.echo(f"wrote {output}")
+
+
+@click.command(name="prove")
+@click.argument("seq", type=click.IntRange(min=1), required=False)
+@click.option(
+    "--consistency",
+    "old_size",
+    type=click.IntRange(min=0),
+    metavar="OLD_SIZE",
+    help="Prove that the ledger at OLD_SIZE entries is a prefix of today's.",
+)
+@click.option("--size", type=click.IntRange(min=0), help="The tree size (default: the head).")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Write the proof here, not stdout."
+)
+@click.option(
+    "--entry-out",
+    type=click.Path(path_type=Path),
+    help="Also write entry SEQ's bytes here, for verify-proof --entry.",
+)
+@click.pass_context
+def prove_cmd(
+    ctx: click.Context,
+    seq: int | None,
+    old_size: int | None,
+    size: int | None,
+    output: Path | None,
+    entry_out: Path | None,
+) -> None:
+    """An inclusion proof of entry SEQ, or a consistency proof from OLD_SIZE (JSON)."""
+    from promote.ledger.proofs import prove_consistency, prove_inclusion
+
+    if (seq is None) == (old_size is None):
+        raise UsageError("give either SEQ (inclusion) or --consistency OLD_SIZE, not both")
+    if entry_out is not None and seq is None:
+        raise UsageError("--entry-out goes with an inclusion proof (SEQ)")
+    proof: Any
+    with opened(ctx) as (_, backend):
+        if seq is not None:
+            proof, entry = prove_inclusion(backend, seq, size)
+        else:
+            assert old_size is not None
+            proof, entry = prove_consistency(backend, old_size, size), None
+    if entry_out is not None and entry is not None:
+        write_output(entry_out, entry)
+    data = pretty(proof.to_dict())
+    if output is None:
+        click.echo(data.decode(), nl=False)
+    else:
+        write_output(output, data)
+        click.echo(f"wrote {output}")
+
+
+@click.command(name="verify-proof")
+@click.argument("proof_file", metavar="PROOF", type=click.Path(path_type=Path))
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The checkpoint to check against (the newer one, for consistency).",
+)
+@click.option(
+    "--entry",
+    "entry_file",
+    type=click.Path(path_type=Path),
+    help="The ledger entry (its exact bytes): for an inclusion proof.",
+)
+@click.option(
+    "--old-checkpoint",
+    "old_file",
+    type=click.Path(path_type=Path),
+    help="The older checkpoint: for a consistency proof.",
+)
+@click.option(
+    "--verify-key",
+    type=click.Path(path_type=Path),
+    help="Require checkpoints signed by this Ed25519 public key (PEM).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def verify_proof_cmd(
+    proof_file: Path,
+    checkpoint_file: Path,
+    entry_file: Path | None,
+    old_file: Path | None,
+    verify_key: Path | None,
+    as_json: bool,
+) -> None:
+    """Check a proof offline, from files only. Exit 3 when it does not hold."""
+    from promote.errors import InvalidDocument
+    from promote.ledger.proofs import (
+        InclusionProof,
+        load_checkpoint,
+        load_proof,
+        load_public_key,
+        verify_consistency_proof,
+        verify_inclusion_proof,
+    )
+
+    def parse(path: Path, what: str, loader: Any) -> Any:
+        try:
+            return loader(read_input(path, what))
+        except InvalidDocument as e:
+            raise InvalidDocument(f"{path}: {e}") from None
+
+    proof = parse(proof_file, "proof", load_proof)
+    new = parse(checkpoint_file, "checkpoint", load_checkpoint)
+    key = load_public_key(verify_key) if verify_key else None
+    report: dict[str, Any]
+    if isinstance(proof, InclusionProof):
+        if entry_file is None:
+            raise UsageError("an inclusion proof needs --entry FILE (the entry's bytes)")
+        if old_file is not None:
+            raise UsageError("--old-checkpoint goes with a consistency proof")
+        verify_inclusion_proof(proof, read_input(entry_file, "entry"), new, key)
+        report = {"kind": "inclusion", "seq": proof.seq, "entry": str(proof.entry)}
+        text = f"ok: entry {proof.seq} ({proof.entry}) is in the ledger of {new.size} entries"
+    else:
+        if old_file is None:
+            raise UsageError("a consistency proof needs --old-checkpoint FILE")
+        if entry_file is not None:
+            raise UsageError("--entry goes with an inclusion proof")
+        old = parse(old_file, "old checkpoint", load_checkpoint)
+        verify_consistency_proof(proof, old, new, key)
+        report = {"kind": "consistency", "old_size": old.size, "old_root": old.root.hex()}
+        text = (
+            f"ok: the ledger of {new.size} entries extends the ledger of {old.size}"
+            " without rewriting it"
+        )
+    report.update(ok=True, size=new.size, root=new.root.hex(), signed=key is not None)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(f"{text} (root {new.root.hex()}{', signature verified' if key else ''})")
+
+
+#: Registered on `promote` by promote.cli.app.
+COMMANDS: tuple[click.Command, ...] = ()
+#: Registered on `promote ledger`.
+LEDGER_COMMANDS: tuple[click.Command, ...] = (checkpoint_cmd, prove_cmd, verify_proof_cmd)
