@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from cas.errors import UsageError
 
-__all__ = ["atomic_write", "fsync_dir", "makedirs_durable", "open_source"]
+__all__ = ["atomic_write", "fsync_dir", "makedirs_durable", "open_error", "open_source"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -36,15 +37,19 @@ def makedirs_durable(path: Path) -> None:
         fsync_dir(d.parent)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = 0o644) -> None:
     """Replace `path` with `data`: temp file, fsync, rename, fsync the directory.
 
-    Readers see either the old file or the new one, never a mix.
+    `data` is the bytes, or chunks of them: an exception while they are drawn (a
+    verifying reader's) removes the temp file and leaves `path` as it was. Readers
+    see either the old file or the new one, never a mix.
     """
+    chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
@@ -66,19 +71,42 @@ def open_source(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
     """
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a file") from None
-    except PermissionError:
-        raise UsageError(f"{path}: permission denied") from None
     except OSError as e:
-        raise UsageError(f"{path}: cannot open: {e.strerror}") from None
+        raise open_error(path, e) from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"{path}: is a directory, not a file")
+            raise UsageError(f"{path}: {NOT_A_FILE}")
     except BaseException:
         os.close(fd)
         raise
     return fd, st
+
+
+#: What `open_error` says of a directory by default.
+NOT_A_FILE = "is a directory, not a file"
+
+
+def open_error(
+    name: object,
+    e: OSError,
+    *,
+    missing: str = "no such file",
+    directory: str = NOT_A_FILE,
+    denied: str | None = "permission denied",
+    verb: str = "open",
+) -> UsageError:
+    """The one-line error for a file `name` that could not be opened: `name: why`.
+
+    `why` is `missing`, `directory` or `denied` (None: like any other errno) for those
+    errnos, else `cannot <verb>: <strerror>`.
+    """
+    if isinstance(e, FileNotFoundError):
+        why = missing
+    elif isinstance(e, IsADirectoryError):
+        why = directory
+    elif isinstance(e, PermissionError) and denied is not None:
+        why = denied
+    else:
+        why = f"cannot {verb}: {e.strerror}"
+    return UsageError(f"{name}: {why}")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from cas.backend import ObjectStore
 from cas.digest import Digest
 from cas.errors import UsageError
-from cas.fsutil import fsync_dir
+from cas.fsutil import atomic_write
 
 __all__ = ["copy_object"]
 
@@ -30,19 +28,4 @@ def copy_object(store: ObjectStore, digest: Digest, output: Path, mode: int = 0o
     if not parent.is_dir():
         raise UsageError(f"{parent}: no such directory")
     chunks = store.open(digest)  # fails early when the object is missing
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{output.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(parent)
+    atomic_write(output, chunks, mode)

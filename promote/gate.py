@@ -21,8 +21,8 @@ import attrs
 
 from cas._crash import crashpoint
 from cas.digest import Digest, ObjectRef, hash_bytes
-from cas.errors import CasError, ConflictError, IntegrityError, ObjectMissing, UsageError
-from cas.fsutil import atomic_write, makedirs_durable
+from cas.errors import CasError, ConflictError, IntegrityError, ObjectMissing
+from cas.fsutil import atomic_write, makedirs_durable, open_error
 from cas.local import LocalStore
 from promote.canonical import canonical, pretty
 from promote.errors import Denied, InvalidCapsule, InvalidDocument, LinkageError, PolicyError
@@ -124,12 +124,15 @@ def read_capsule(ws: Workspace, arg: str) -> bytes:
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_CAPSULE + 1)
-    except FileNotFoundError:
-        raise UsageError(f"{arg}: no such capsule file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{arg}: is a directory, not a capsule") from None
     except OSError as e:
-        raise UsageError(f"{arg}: cannot read: {e.strerror}") from None
+        raise open_error(
+            arg,
+            e,
+            missing="no such capsule file",
+            directory="is a directory, not a capsule",
+            denied=None,
+            verb="read",
+        ) from None
     if len(data) > MAX_CAPSULE:
         raise InvalidCapsule(f"{arg}: larger than {MAX_CAPSULE} bytes")
     return data
