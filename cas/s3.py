@@ -431,16 +431,10 @@ class S3Store(ObjectStore):
                     raise UsageError(f"the source is too large for one upload ({size}+ bytes)")
             parts.extend(f.result() for f in pending)
             with self._errors("complete a multipart upload"):
-                self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=temp,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                )
+                self._complete_multipart(temp, upload_id, parts)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
-            with contextlib.suppress(CasError), self._errors("abort a multipart upload"):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=temp, UploadId=upload_id)
+            self._abort_multipart(temp, upload_id)
             raise
         pool.shutdown()
         return ObjectRef(Digest(ALGORITHM, h.hexdigest()), size)
@@ -500,19 +494,32 @@ class S3Store(ObjectStore):
             items = list(enumerate(range(0, size, part), start=1))
             with concurrent.futures.ThreadPoolExecutor(self.max_concurrency) as pool:
                 parts = list(pool.map(copy_part, items))
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=dest,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                **cond,
-            )
+            self._complete_multipart(dest, upload_id, parts, **cond)
         except BaseException:
-            with contextlib.suppress(
-                botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError
-            ):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=dest, UploadId=upload_id)
+            self._abort_multipart(dest, upload_id)
             raise
+
+    def _complete_multipart(
+        self, key: str, upload_id: str, parts: list[dict[str, Any]], **cond: Any
+    ) -> None:
+        """Complete an upload of `parts`, on the conditions `cond`.
+
+        Raises botocore's exceptions: callers map them.
+        """
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            **cond,
+        )
+
+    def _abort_multipart(self, key: str, upload_id: str) -> None:
+        """Best effort: an upload left unfinished is reported by fsck, never served."""
+        with contextlib.suppress(
+            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError
+        ):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     def raw_chunks(self, digest: Digest) -> Iterator[bytes]:
         with self._errors(f"read object {digest}", digest):
