@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint venv install install-test example bench bench-smoke clean
+.PHONY: demo test lint docs venv install install-test example bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,15 +25,19 @@ example: install
 
 ## lint: ruff and mypy (strict on cas/ and promote/)
 lint: install-test
-	$(BIN)/ruff check cas promote tests
-	$(BIN)/ruff format --check cas promote tests
+	$(BIN)/ruff check cas promote tests docs
+	$(BIN)/ruff format --check cas promote tests docs
 	$(BIN)/mypy
+
+## docs: regenerate docs/cli.md from the click commands
+docs: install
+	$(BIN)/python docs/gen_cli.py
 
 ## test: lint, then the whole test suite
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
-## bench: time cas against dd, git, git-annex and b3sum (minutes; see README "Performance")
+## bench: time cas against dd, git, git-annex and b3sum (minutes; see docs/performance.md)
 bench: install-test
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
