@@ -1,0 +1,82 @@
+"""The documentation stays true to the code: docs/cli.md, the README's size, the links."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+README_MAX_BYTES = 12_000  # a short README; the reference lives in docs/
+
+DOCS = sorted([README, *(REPO / "docs").rglob("*.md")])
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_LINK = re.compile(r"!?\[(?:[^\]\n]|\][^(])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+
+
+def _gen_cli() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_cli", REPO / "docs" / "gen_cli.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _prose(text: str) -> str:
+    """`text` without fenced blocks and code spans, where `[x](y)` is not a link."""
+    return _CODE_SPAN.sub("", _FENCE.sub("", text))
+
+
+def _anchors(md: Path) -> set[str]:
+    """The anchors GitHub gives the headings of `md` (duplicates get -1, -2, ...)."""
+    seen: dict[str, int] = {}
+    anchors = set()
+    for title in _HEADING.findall(_FENCE.sub("", md.read_text(encoding="utf-8"))):
+        title = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title).replace("`", "")
+        slug = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def test_cli_reference_is_current() -> None:
+    gen = _gen_cli()
+    current = gen.CLI_MD.read_text(encoding="utf-8") if gen.CLI_MD.exists() else ""
+    if current != gen.render():
+        pytest.fail("docs/cli.md is stale: run `make docs`", pytrace=False)
+
+
+def test_cli_reference_is_deterministic() -> None:
+    gen = _gen_cli()
+    assert gen.render() == gen.render()
+    assert "/tmp" not in gen.render()
+
+
+def test_readme_is_short() -> None:
+    size = len(README.read_bytes())
+    assert size <= README_MAX_BYTES, (
+        f"README.md is {size} bytes, over {README_MAX_BYTES}: move reference material to docs/"
+    )
+
+
+@pytest.mark.parametrize("md", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(md: Path) -> None:
+    broken = []
+    for target in _LINK.findall(_prose(md.read_text(encoding="utf-8"))):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # https:, mailto:, ...
+            continue
+        path_part, _, anchor = target.partition("#")
+        dest = (md.parent / path_part).resolve() if path_part else md
+        if not dest.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+            broken.append(f"{target} (no heading #{anchor} in {dest.relative_to(REPO)})")
+    assert not broken, f"{md.relative_to(REPO)}: broken links: {broken}"
