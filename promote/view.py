@@ -14,8 +14,8 @@ Each file is replaced atomically, but a promotion's files appear one after anoth
 `.promote/view.json` records the state being written, so an interrupted switch is
 finished by the next command or `promote recover`.
 
-The view is derived state: the ledger is the truth, and `materialize` makes the view
-agree with it, whatever it finds.
+The view is derived state: the ledger is the truth, and `sync` makes the view agree
+with it, whatever it finds.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from cas._crash import crashpoint
@@ -68,11 +68,6 @@ class View:
             head = ledger.head()
             self._materialize(load_state(self.ws.store, head.state), head.state)
             return head
-
-    def materialize(self, state: State, ref: ObjectRef) -> None:
-        """Make the view show `state` (whose stored form is `ref`). Prefer `sync`."""
-        with file_lock(self.meta / "view.lock", what="the view lock"):
-            self._materialize(state, ref)
 
     def _materialize(self, state: State, ref: ObjectRef) -> None:
         if self.ws.view_mode == "symlink":
@@ -262,29 +257,34 @@ class View:
                 )
             )
             return out
-        seen: set[str] = set()
-        for rel, full in _walk(gen):
-            if rel in self.tops and full.is_dir() and not full.is_symlink():
-                continue
-            want = state.get(rel)
-            if want is None:
-                if full.is_dir() and not full.is_symlink():
-                    continue
-                out.append(Problem("unpromoted", rel, "in the view but never promoted"))
-                continue
-            seen.add(rel)
+
+        def check(rel: str, full: Path, want: ObjectRef) -> Problem | None:
             target = os.path.relpath(store.object_path(want.digest), full.parent)
-            if not full.is_symlink() or os.readlink(full) != target:
-                out.append(
-                    Problem(
-                        "view-pointer", rel, f"does not point at {want.digest}", str(want.digest)
-                    )
-                )
-        for path in sorted(set(state.pointers) - seen):
-            out.append(Problem("view-missing", path, "promoted but missing from the view"))
+            if full.is_symlink() and os.readlink(full) == target:
+                return None
+            return Problem(
+                "view-pointer", rel, f"does not point at {want.digest}", str(want.digest)
+            )
+
+        # A directory is an entry only where the state has a pointer (then a wrong one).
+        entries = (
+            (rel, full)
+            for rel, full in _walk(gen)
+            if not (_real_dir(full) and (rel in self.tops or state.get(rel) is None))
+        )
+        seen: set[str] = set()
+        out += _entry_problems(state, entries, check, seen)
+        out += _missing(state, seen)
         return out
 
     def _copy_problems(self, state: State) -> list[Problem]:
+        def check(rel: str, full: Path, want: ObjectRef) -> Problem | None:
+            if full.is_symlink():  # a planted link: not the view's, and the file is missing
+                return _unpromoted(rel)
+            if _file_ref(full) == want:
+                return None
+            return Problem("view-modified", rel, f"does not hold {want.digest}", str(want.digest))
+
         out: list[Problem] = []
         seen: set[str] = set()
         for top in self.tops:
@@ -294,24 +294,49 @@ class View:
                     Problem("unpromoted", top, "a symlink where the view's directory belongs")
                 )
                 continue
-            for rel, full in _walk(base):
-                rel = f"{top}/{rel}"
-                if full.is_dir() and not full.is_symlink():
-                    continue
-                want = state.get(rel)
-                if want is None or full.is_symlink():
-                    out.append(Problem("unpromoted", rel, "in the view but never promoted"))
-                    continue
-                seen.add(rel)
-                if _file_ref(full) != want:
-                    out.append(
-                        Problem(
-                            "view-modified", rel, f"does not hold {want.digest}", str(want.digest)
-                        )
-                    )
-        for path in sorted(set(state.pointers) - seen):
-            out.append(Problem("view-missing", path, "promoted but missing from the view"))
+            entries = ((f"{top}/{rel}", full) for rel, full in _walk(base) if not _real_dir(full))
+            out += _entry_problems(state, entries, check, seen)
+        out += _missing(state, seen)
         return out
+
+
+def _unpromoted(rel: str) -> Problem:
+    return Problem("unpromoted", rel, "in the view but never promoted")
+
+
+def _entry_problems(
+    state: State,
+    entries: Iterable[tuple[str, Path]],
+    check: Callable[[str, Path, ObjectRef], Problem | None],
+    seen: set[str],
+) -> list[Problem]:
+    """What is wrong with each view entry `(rel, full)`: unpromoted when `state` has no
+    pointer at `rel`, else what `check` finds. Adds to `seen` the pointers found there
+    (all but those `check` calls unpromoted)."""
+    out: list[Problem] = []
+    for rel, full in entries:
+        want = state.get(rel)
+        if want is None:
+            out.append(_unpromoted(rel))
+            continue
+        problem = check(rel, full, want)
+        if problem is None or problem.kind != "unpromoted":
+            seen.add(rel)
+        if problem is not None:
+            out.append(problem)
+    return out
+
+
+def _missing(state: State, seen: set[str]) -> list[Problem]:
+    """The pointers of `state` not among the view entries `seen`."""
+    return [
+        Problem("view-missing", path, "promoted but missing from the view")
+        for path in sorted(set(state.pointers) - seen)
+    ]
+
+
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def _file_ref(path: Path) -> ObjectRef | None:
