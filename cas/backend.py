@@ -17,7 +17,7 @@ from typing import BinaryIO
 import attrs
 
 from cas.digest import ALGORITHM, Digest, ObjectRef, hash_bytes, hasher
-from cas.errors import DigestMismatch, IntegrityError, ObjectMissing
+from cas.errors import DigestMismatch, IntegrityError
 from cas.fsutil import open_source
 
 __all__ = ["CHUNK", "ObjectStore", "Problem", "verified_chunks"]
@@ -159,7 +159,3 @@ class ObjectStore(abc.ABC):
             )
         for _ in self.open(ref.digest):
             pass
-
-    def require(self, digest: Digest) -> None:
-        if not self.has(digest):
-            raise ObjectMissing(digest)
