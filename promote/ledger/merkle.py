@@ -21,7 +21,7 @@ pure functions that raise `ProofError` on any mismatch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 import blake3
@@ -184,6 +184,32 @@ def _check_hash(hasher: TreeHasher, value: bytes, what: str) -> None:
         raise ProofError(f"{what} is {len(value)} bytes, not {hasher.size}")
 
 
+def _climb(
+    hasher: TreeHasher, fn: int, sn: int, path: Sequence[bytes], proof: str, sizes: str
+) -> Iterator[tuple[bool, bytes]]:
+    """The walk up the tree both RFC 9162 verifiers share (2.1.3.2 and 2.1.4.2): each
+    hash of `path`, checked for length, and whether it is the left sibling.
+
+    Raises:
+        ProofError: a hash of the wrong length, or `path` too long or too short
+            ("the <proof> is too long for the <sizes>").
+    """
+    for i, p in enumerate(path):
+        _check_hash(hasher, p, f"proof hash {i}")
+        if sn == 0:
+            raise ProofError(f"the {proof} is too long for the {sizes}")
+        left = bool(fn & 1) or fn == sn
+        yield left, p
+        if left:
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError(f"the {proof} is too short for the {sizes}")
+
+
 def root_from_inclusion_proof(
     hasher: TreeHasher, index: int, size: int, leaf_hash: bytes, path: Sequence[bytes]
 ) -> bytes:
@@ -198,22 +224,9 @@ def root_from_inclusion_proof(
     if not 0 <= index < size:
         raise ProofError(f"leaf index {index} is not in a tree of size {size}")
     _check_hash(hasher, leaf_hash, "the leaf hash")
-    fn, sn, r = index, size - 1, leaf_hash
-    for i, p in enumerate(path):
-        _check_hash(hasher, p, f"proof hash {i}")
-        if sn == 0:
-            raise ProofError("the inclusion proof is too long for the tree size")
-        if fn & 1 or fn == sn:
-            r = hasher.node(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = hasher.node(r, p)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError("the inclusion proof is too short for the tree size")
+    r = leaf_hash
+    for left, p in _climb(hasher, index, size - 1, path, "inclusion proof", "tree size"):
+        r = hasher.node(p, r) if left else hasher.node(r, p)
     return r
 
 
@@ -279,21 +292,12 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     fr = sr = nodes[0]
-    for c in nodes[1:]:
-        if sn == 0:
-            raise ProofError("the consistency proof is too long for the sizes")
-        if fn & 1 or fn == sn:
+    for left, c in _climb(hasher, fn, sn, nodes[1:], "consistency proof", "sizes"):
+        if left:
             fr = hasher.node(c, fr)
             sr = hasher.node(c, sr)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
         else:
             sr = hasher.node(sr, c)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError("the consistency proof is too short for the sizes")
     if fr != old_root:
         raise ProofError("the consistency proof does not lead to the old root: the log has forked")
     if sr != new_root:
