@@ -189,6 +189,8 @@ def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
             where = f" {p.digest}" if p.digest else ""
             click.echo(f"{p.kind}:{where} {p.location}: {p.detail}")
         click.echo(report.summary(), err=bool(report.problems))
+    for note in report.notes:
+        click.echo(note, err=True)
     if report.problems:
         ctx.exit(EXIT_INTEGRITY)
 

@@ -1,4 +1,9 @@
-"""`cas gc`: the command line of garbage collection (see `cas.gc`)."""
+"""`cas gc`: the command line of garbage collection (see `cas.gc`).
+
+Which roots: in a workspace (`$PROMOTE_ROOT`, else the one enclosing the current
+directory, else the one whose store this is), what its hooks say (`cas.hooks`) plus
+pins and the grace period; for a standalone store, pins and the grace period.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from pathlib import Path
 import click
 
 from cas.errors import UsageError
-from cas.stores import find_workspace, open_store, resolve_store_spec
+from cas.stores import _store_of_workspace, find_workspace, open_store, resolve_store_spec
 
 __all__ = ["register"]
 
@@ -36,27 +41,38 @@ __all__ = ["register"]
 def gc(
     ctx: click.Context, dry_run: bool, grace: float, pins: tuple[str, ...], as_json: bool
 ) -> None:
-    """Remove objects the workspace's ledger does not reference, stray temps and old
-    view generations.
+    """Remove unreferenced old objects, stray temps and workspace debris.
 
-    Roots: every digest the ledger references (all entries, their decisions, policy
-    bundles, inputs and states), objects younger than --grace, and pins
-    (<store>/pins, one digest per line, and --pin). Runs only inside a workspace.
+    Roots: objects younger than --grace, pins (<store>/pins, one digest per line, and
+    --pin), and in a workspace what it keeps alive (for promote: every digest its
+    ledger references, in all entries, their decisions, policy bundles, inputs and
+    states). Temps no live writer holds are removed, and in a workspace its debris
+    (for promote: view generations other than the current one).
+
+    A standalone store (cas init DIR, no workspace) keeps its pins and young objects.
+    A workspace's store is collected only when the workspace's hooks are installed
+    (the promote package); otherwise gc refuses rather than guess its roots.
     """
     from cas.gc import collect
+    from cas.hooks import GROUP, load_hooks
     from cas.local import LocalStore
 
     root = os.environ.get("PROMOTE_ROOT")
     workspace = Path(root) if root else find_workspace(Path.cwd())
-    if workspace is None:
-        raise UsageError(
-            "cas gc runs inside a promote workspace: its ledger names the roots, and"
-            " without them gc would have to guess"
-        )
     store = open_store(resolve_store_spec(ctx.obj["store"]))
     if not isinstance(store, LocalStore):
         raise UsageError(f"cas gc supports local stores only, not {store.location}")
-    report = collect(store, workspace, grace, pins, dry_run)
+    if workspace is None:
+        workspace = _owner(store.root)
+    hooks = None
+    if workspace is not None:
+        hooks = load_hooks(workspace)
+        if hooks is None:
+            raise UsageError(
+                f"{workspace} is a workspace, but no installed package provides {GROUP}"
+                " (install promote): without its roots gc would have to guess"
+            )
+    report = collect(store, hooks, grace, pins, dry_run)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
         return
@@ -66,6 +82,24 @@ def gc(
     for t in report.temps + report.generations:
         click.echo(f"{verb} {t}")
     click.echo(report.summary())
+
+
+def _owner(store_root: Path) -> Path | None:
+    """The workspace enclosing `store_root` whose store it is, if any.
+
+    So that `cas --store WS/.cas gc`, run from outside WS, still keeps WS's roots
+    instead of treating its store as standalone.
+    """
+    workspace = find_workspace(store_root)
+    if workspace is None:
+        return None
+    spec = _store_of_workspace(workspace)
+    if "://" in spec:
+        return None
+    try:
+        return workspace if os.path.samefile(spec, store_root) else None
+    except OSError:
+        return None
 
 
 def register(group: click.Group) -> None:

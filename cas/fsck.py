@@ -1,4 +1,8 @@
-"""`cas fsck`: everything the store and (in a workspace) the ledger can prove."""
+"""`cas fsck`: everything the store and (in a workspace) the ledger can prove.
+
+The workspace's checks come from its hooks (`cas.hooks`); when none is installed the
+store is still checked, and the report says that the workspace was not.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 import attrs
 
 from cas.backend import Problem
+from cas.hooks import GROUP, load_hooks
 from cas.stores import find_workspace, open_store, resolve_store_spec
 
 __all__ = ["FsckReport", "check_all"]
@@ -19,13 +24,18 @@ __all__ = ["FsckReport", "check_all"]
 class FsckReport:
     objects: int
     problems: list[Problem]
+    #: What could not be checked, one line each (in a workspace without hooks).
+    notes: list[str] = attrs.Factory(list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "ok": not self.problems,
             "objects": self.objects,
             "problems": [p.to_dict() for p in self.problems],
         }
+        if self.notes:
+            out["notes"] = self.notes
+        return out
 
     def summary(self) -> str:
         n = len(self.problems)
@@ -73,9 +83,15 @@ def check_all(
             progress(done, objects)
 
     problems = store.fsck(quarantine=quarantine, progress=tick if progress else None)
+    notes: list[str] = []
     root = _workspace_of(store_spec)
     if root is not None:
-        from promote.verify import ledger_problems
-
-        problems = problems + ledger_problems(root, store)
-    return FsckReport(objects, sorted(problems))
+        hooks = load_hooks(root)
+        if hooks is None:
+            notes.append(
+                f"fsck: the ledger and view of {root} were not checked:"
+                f" no installed package provides {GROUP} (install promote)"
+            )
+        else:
+            problems = problems + hooks.problems(store)
+    return FsckReport(objects, sorted(problems), notes)

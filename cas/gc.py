@@ -2,22 +2,26 @@
 
 Roots (kept, whatever their age):
 
-- every digest the workspace's ledger references, in every entry ever committed:
-  capsules, CHECK reports, decisions and the policy bundles and inputs they name,
-  pointer states before and after, and the objects of every change;
 - every object younger than the grace period (`--grace`, by mtime; a put that finds
   its object already stored refreshes the mtime, so it counts as new);
 - pins: the digests listed in `<store>/pins` (one per line, `#` comments) and those
-  given with `--pin`.
+  given with `--pin`;
+- in a workspace, every digest its `WorkspaceHooks.roots` yields (for a promote
+  workspace: every digest its ledger references, in every entry ever committed:
+  capsules, CHECK reports, decisions and the policy bundles and inputs they name,
+  pointer states before and after, and the objects of every change).
 
 gc holds the store's collect lock exclusively (every put and promotion holds it
-shared while it is about to name an object), then the ledger lock and the view lock,
-so no promotion can commit, and no view can switch, while it decides. It re-checks
-each object just before removing it. It also removes temp files that no live writer
-holds a lock on, and view generations other than the current one.
+shared while it is about to name an object), then whatever locks the workspace's
+`roots` takes (a promote workspace: the ledger lock), so no promotion can commit
+while it decides. It re-checks each object just before removing it. It also removes
+temp files that no live writer holds a lock on, and the workspace's own debris
+(`WorkspaceHooks.collect_debris`: a promote workspace's old view generations).
 
-It works only inside a promote workspace: without a ledger it could not know the
-roots, and refuses rather than guess.
+A standalone store (no workspace) needs no hooks: its roots are its pins and the
+grace period. A store that belongs to a workspace is collected only with that
+workspace's hooks: without them gc could not know the roots, and refuses rather than
+guess.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ from cas._crash import crashpoint
 from cas.digest import Digest, ObjectRef
 from cas.errors import UsageError
 from cas.fsutil import fsync_dir
+from cas.hooks import WorkspaceHooks
 from cas.local import LocalStore, _try_lock
 from cas.locks import hold
 
@@ -53,6 +58,8 @@ class GcReport:
     kept: int
     removed: list[ObjectRef]
     temps: list[str]
+    #: The workspace's debris, relative to its root (a promote workspace: old view
+    #: generations); empty for a standalone store.
     generations: list[str]
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,36 +101,32 @@ def read_pins(store: LocalStore, extra: Iterable[str] = ()) -> set[Digest]:
 
 def collect(
     store: LocalStore,
-    workspace: Path,
+    workspace: WorkspaceHooks | None,
     grace: float = DEFAULT_GRACE,
     pins: Iterable[str] = (),
     dry_run: bool = False,
 ) -> GcReport:
-    """Collect garbage in `store`, whose roots are the ledger of `workspace`.
+    """Collect garbage in `store`; with `workspace`, its roots are kept too.
+
+    `workspace` None means a standalone store: the roots are the pins and the grace
+    period alone.
 
     Raises:
-        UsageError: a negative grace, a bad pin. IntegrityError: an unreadable
-        ledger (gc never guesses roots). ConflictError: a lock held too long.
+        UsageError: a negative grace, a bad pin. IntegrityError: roots the workspace
+        cannot all tell (gc never guesses). ConflictError: a lock held too long.
     """
-    from promote.ledger.roots import ledger_roots
-    from promote.verify import open_ledger
-    from promote.workspace import Workspace
-
     if grace < 0:
         raise UsageError(f"--grace {grace:g}: want a number of seconds >= 0")
-    pinned = read_pins(store, pins)
-    ws = Workspace.load(workspace)
-    ledger = open_ledger(ws)
+    keep = read_pins(store, pins)
+    debris: list[str] = []
     with contextlib.ExitStack() as locks:
         locks.enter_context(hold(store.objects, what="the store's collect lock"))
-        lock = getattr(ledger, "lock", None)
-        if lock is not None:
-            locks.enter_context(lock())
-        keep = ledger_roots(ledger, store) | pinned
-        generations = _collect_generations(ws, dry_run)
+        if workspace is not None:
+            keep |= locks.enter_context(workspace.roots(store))
+            debris = workspace.collect_debris(dry_run)
         removed, kept = _collect_objects(store, keep, grace, dry_run)
         temps = _collect_temps(store, dry_run)
-    return GcReport(dry_run, kept, removed, temps, generations)
+    return GcReport(dry_run, kept, removed, temps, debris)
 
 
 def _collect_objects(
@@ -173,52 +176,3 @@ def _collect_temps(store: LocalStore, dry_run: bool) -> list[str]:
         if out and not dry_run:
             fsync_dir(store.tmp)
     return out
-
-
-def _collect_generations(ws: Any, dry_run: bool) -> list[str]:
-    """View generations (and their half-built temps) other than the current one."""
-    from promote.ledger.files import file_lock
-
-    meta: Path = ws.meta_dir
-    gens = meta / "generations"
-    if not gens.is_dir():
-        return []
-    out = []
-    with file_lock(meta / "view.lock", what="the view lock"):
-        try:
-            current = Path(os.readlink(meta / "current")).name
-        except OSError:
-            current = None
-        for name in sorted(os.listdir(gens)):
-            if name == current:
-                continue
-            out.append(f".promote/generations/{name}")
-            if not dry_run:
-                _rmtree(gens / name)
-        for name in sorted(os.listdir(meta)):
-            if name.startswith(".current-"):  # a switch's temp link, left by a kill
-                out.append(f".promote/{name}")
-                if not dry_run:
-                    (meta / name).unlink()
-        if out and not dry_run:
-            fsync_dir(gens)
-            fsync_dir(meta)
-    return out
-
-
-def _rmtree(path: Path) -> None:
-    if path.is_symlink() or not path.is_dir():
-        path.unlink()
-        return
-    for d in _dirs(path):
-        os.chmod(d, stat.S_IRWXU)
-    shutil.rmtree(path)
-
-
-def _dirs(root: Path) -> Iterator[Path]:
-    yield root
-    for dirpath, dirnames, _ in os.walk(root):
-        for d in dirnames:
-            p = Path(dirpath, d)
-            if not p.is_symlink():
-                yield p
