@@ -1,4 +1,5 @@
-"""What both CLIs share: one place that maps errors to exit codes and messages."""
+"""What both CLIs share: one place that maps errors to exit codes and messages, and the
+options both spell the same way."""
 
 from __future__ import annotations
 
@@ -6,12 +7,27 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.decorators import FC
 
 from cas.errors import EXIT_INTEGRITY, EXIT_INTERNAL, EXIT_USAGE, CasError
+
+#: `-v`/`--verbose` of both groups; `run` looks for it before click parses anything.
+verbose_option = click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+
+
+def json_option(text: str) -> Callable[[FC], FC]:
+    """`--json`, passed as `as_json`: print `text`'s JSON (see `emit_json`)."""
+    return click.option("--json", "as_json", is_flag=True, help=text)
+
+
+def path_option(*decls: str, file_okay: bool = True, **attrs: Any) -> Callable[[FC], FC]:
+    """An option whose value is a `pathlib.Path` (a directory only, without `file_okay`)."""
+    return click.option(*decls, type=click.Path(path_type=Path, file_okay=file_okay), **attrs)
 
 
 def run(group: click.Group, prog: str) -> NoReturn:

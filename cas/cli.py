@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from cas import _cli
-from cas._cli import emit_json
+from cas._cli import emit_json, json_option, path_option, verbose_option
 from cas.errors import EXIT_INTEGRITY
 
 # The store, digest and JSON modules load when a command runs, not for `cas --help`.
@@ -40,7 +40,7 @@ def _digest(text: str) -> Digest:
 @click.option(
     "--store", metavar="DIR", help="The store (default: $CAS_STORE, the workspace's, or .cas)."
 )
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@verbose_option
 @click.version_option(package_name="cas-promote", prog_name="cas")
 @click.pass_context
 def main(ctx: click.Context, store: str | None, verbose: bool) -> None:
@@ -68,7 +68,7 @@ def init(ctx: click.Context, directory: str | None) -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@json_option("Print a JSON array.")
 @click.pass_context
 def put(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Ingest FILES (or - for stdin); print `<digest>  <size>  <path>` each."""
@@ -118,13 +118,7 @@ def cat(ctx: click.Context, digest: Digest) -> None:
 
 @main.command()
 @click.argument("digest", type=_digest)
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Where to write the copy.",
-)
+@path_option("-o", "--output", required=True, help="Where to write the copy.")
 @click.pass_context
 def get(ctx: click.Context, digest: Digest, output: Path) -> None:
     """Materialize a verified copy of an object at OUTPUT."""
@@ -135,7 +129,7 @@ def get(ctx: click.Context, digest: Digest, output: Path) -> None:
 
 @main.command()
 @click.argument("digest", type=_digest)
-@click.option("--json", "as_json", is_flag=True)
+@json_option("Print the digest and size as a JSON object.")
 @click.pass_context
 def stat(ctx: click.Context, digest: Digest, as_json: bool) -> None:
     """Show an object's digest and size (its bytes are not re-hashed)."""
@@ -147,7 +141,7 @@ def stat(ctx: click.Context, digest: Digest, as_json: bool) -> None:
 
 
 @main.command(name="ls")
-@click.option("--json", "as_json", is_flag=True)
+@json_option("Print a JSON array.")
 @click.pass_context
 def ls_(ctx: click.Context, as_json: bool) -> None:
     """List every object with its size, in digest order."""
@@ -161,7 +155,7 @@ def ls_(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 @click.option(
     "--quarantine", is_flag=True, help="Move bad objects into quarantine/ (never deletes)."
 )

@@ -46,7 +46,7 @@ class _DefaultRun(click.Group):
     envvar="PROMOTE_ROOT",
     help="The workspace (default: found by walking up).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@_cli.verbose_option
 @click.version_option(package_name="cas-promote", prog_name="promote")
 @click.pass_context
 def main(ctx: click.Context, root: Path | None, verbose: bool) -> None:

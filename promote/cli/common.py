@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+from click.decorators import FC
 
 from cas.errors import UsageError
 
 __all__ = [
     "ENGINES",
+    "MODES",
+    "dry_run_option",
+    "engine_option",
     "open_ledger",
     "opened",
     "print_outcome",
@@ -25,6 +29,18 @@ __all__ = [
 
 #: The policy engines a command's --engine may name.
 ENGINES = click.Choice(["regorus", "opa", "opa-rest"])
+#: How a view is materialized (--mode).
+MODES = click.Choice(["symlink", "copy"])
+
+#: `--engine`, for the commands that ask the policy.
+engine_option = click.option(
+    "--engine", type=ENGINES, help="Override the configured policy engine."
+)
+
+
+def dry_run_option(text: str) -> Callable[[FC], FC]:
+    """`--dry-run`: the gate's steps 1-4 only, then `text`."""
+    return click.option("--dry-run", is_flag=True, help=f"Steps 1-4 only: {text}")
 
 
 def print_outcome(outcome: Any) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from cas._cli import emit_json
+from cas._cli import emit_json, json_option
 from promote.cli.common import (
     opened,
 )
@@ -21,7 +21,7 @@ from promote.cli.common import (
 @click.command(name="log")
 @click.option("-n", "--max-count", type=click.IntRange(min=0), help="Show at most N entries.")
 @click.option("--reverse", is_flag=True, help="Oldest first (default: newest first).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array of entries.")
+@json_option("A JSON array of entries.")
 @click.pass_context
 def log_cmd(ctx: click.Context, max_count: int | None, reverse: bool, as_json: bool) -> None:
     """One line per promotion: seq, entry hash, changes, capsule meta."""
@@ -38,7 +38,7 @@ def log_cmd(ctx: click.Context, max_count: int | None, reverse: bool, as_json: b
 
 @click.command(name="show", context_settings={"ignore_unknown_options": True})
 @click.argument("seq")
-@click.option("--json", "as_json", is_flag=True)
+@json_option("Print the entry, its decision and evidence as JSON.")
 @click.pass_context
 def show_cmd(ctx: click.Context, seq: str, as_json: bool) -> None:
     """Entry SEQ (a number, 'head' or -N): its changes, decision, reasons and evidence.
@@ -60,7 +60,7 @@ def show_cmd(ctx: click.Context, seq: str, as_json: bool) -> None:
 
 
 @click.command(name="status")
-@click.option("--json", "as_json", is_flag=True)
+@json_option("Print the status as JSON.")
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool) -> None:
     """The head, what the view shows, and anything awaiting recovery or gc."""

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from cas._cli import emit_json
+from cas._cli import emit_json, json_option, path_option
 from cas.errors import EXIT_DENIED, EXIT_INTERNAL
 from promote.cli.common import (
-    ENGINES,
+    engine_option,
     read_input,
     workspace,
 )
@@ -25,13 +25,13 @@ def policy_group() -> None:
 
 
 @policy_group.command(name="test")
-@click.option("--engine", type=ENGINES, help="Override the configured policy engine.")
+@engine_option
 @click.option(
     "--coverage",
     is_flag=True,
     help="Also list the policy lines no test reached (regorus only).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option("Print the results as JSON.")
 @click.pass_context
 def policy_test_cmd(ctx: click.Context, engine: str | None, coverage: bool, as_json: bool) -> None:
     """Run every test_* rule under the policy directory, as `opa test` does.
@@ -74,16 +74,15 @@ _WORDS = (("pass", "passed"), ("fail", "failed"), ("error", "errors"), ("skip", 
 
 
 @policy_group.command(name="eval")
-@click.option(
+@path_option(
     "--input",
     "input_file",
     required=True,
-    type=click.Path(path_type=Path),
     help="The input document: a JSON file, '-' for stdin, or the digest of one in the store"
     " (a run's report names its decision's input).",
 )
-@click.option("--engine", type=ENGINES, help="Override the configured policy engine.")
-@click.option("--json", "as_json", is_flag=True, help="Print the decision document.")
+@engine_option
+@json_option("Print the decision document.")
 @click.pass_context
 def policy_eval_cmd(
     ctx: click.Context, input_file: Path, engine: str | None, as_json: bool

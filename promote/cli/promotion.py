@@ -13,13 +13,16 @@ from pathlib import Path
 
 import click
 
-from cas._cli import emit_json
-from cas.errors import UsageError
+from cas._cli import emit_json, json_option, path_option
 from promote.cli.common import (
+    MODES,
+    dry_run_option,
+    engine_option,
     open_ledger,
     opened,
     print_outcome,
     workspace,
+    write_output,
 )
 
 
@@ -32,9 +35,7 @@ from promote.cli.common import (
     metavar="PREFIX",
     help="Allow-listed path prefix (repeatable; default release/).",
 )
-@click.option(
-    "--mode", type=click.Choice(["symlink", "copy"]), help="How the view is materialized."
-)
+@click.option("--mode", type=MODES, help="How the view is materialized.")
 @click.option(
     "--ci", type=click.Choice(["github"]), help="Also write the CI gate workflow for this host."
 )
@@ -55,13 +56,9 @@ def init(directory: Path | None, allow: tuple[str, ...], mode: str | None, ci: s
 
 @click.command()
 @click.argument("capsule")
-@click.option("--json", "as_json", is_flag=True, help="Print the report object.")
-@click.option("--dry-run", is_flag=True, help="Steps 1-4 only: print the plan, write nothing.")
-@click.option(
-    "--engine",
-    type=click.Choice(["regorus", "opa", "opa-rest"]),
-    help="Override the configured policy engine.",
-)
+@json_option("Print the report object.")
+@dry_run_option("print the plan, write nothing.")
+@engine_option
 @click.pass_context
 def run(ctx: click.Context, capsule: str, as_json: bool, dry_run: bool, engine: str | None) -> None:
     """Promote CAPSULE (a capsule file, or a capsule digest in the store)."""
@@ -84,13 +81,9 @@ def run(ctx: click.Context, capsule: str, as_json: bool, dry_run: bool, engine: 
     metavar="SEQ",
     help="The entry whose state to bring back (a number, or -N: N before the head).",
 )
-@click.option("--dry-run", is_flag=True, help="Steps 1-4 only: the capsule and the plan.")
-@click.option("--json", "as_json", is_flag=True, help="Print the revert and the report.")
-@click.option(
-    "--engine",
-    type=click.Choice(["regorus", "opa", "opa-rest"]),
-    help="Override the configured policy engine.",
-)
+@dry_run_option("the capsule and the plan.")
+@json_option("Print the revert and the report.")
+@engine_option
 @click.pass_context
 def revert_cmd(
     ctx: click.Context, to: str, dry_run: bool, as_json: bool, engine: str | None
@@ -172,13 +165,7 @@ def capsule() -> None:
 )
 @click.option("--builder", help="meta.builder")
 @click.option("--source-revision", help="meta.source_revision")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Where to write the capsule ('-' for stdout).",
-)
+@path_option("-o", "--output", required=True, help="Where to write the capsule ('-' for stdout).")
 @click.pass_context
 def capsule_new(
     ctx: click.Context,
@@ -211,12 +198,7 @@ def capsule_new(
     if str(output) == "-":
         click.echo(data.decode(), nl=False)
     else:
-        from cas.fsutil import atomic_write
-
-        try:
-            atomic_write(output, data)
-        except OSError as e:
-            raise UsageError(f"{output}: {e.strerror}") from None
+        write_output(output, data)
         click.echo(f"wrote {output}")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from cas._cli import emit_json
+from cas._cli import emit_json, json_option, path_option
 from cas.errors import UsageError
 from promote.canonical import pretty
 from promote.cli.common import (
@@ -28,15 +28,9 @@ from promote.cli.common import (
 
 @click.command(name="checkpoint")
 @click.option("--size", type=click.IntRange(min=0), help="Entries to cover (default: all).")
-@click.option(
-    "--sign-key",
-    type=click.Path(path_type=Path),
-    help="Sign with this Ed25519 private key (PEM, PKCS#8).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the checkpoint document.")
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Also write the document here."
-)
+@path_option("--sign-key", help="Sign with this Ed25519 private key (PEM, PKCS#8).")
+@json_option("Print the checkpoint document.")
+@path_option("-o", "--output", help="Also write the document here.")
 @click.pass_context
 def checkpoint_cmd(
     ctx: click.Context, size: int | None, sign_key: Path | None, as_json: bool, output: Path | None
@@ -72,14 +66,8 @@ def checkpoint_cmd(
     help="Prove that the ledger at OLD_SIZE entries is a prefix of today's.",
 )
 @click.option("--size", type=click.IntRange(min=0), help="The tree size (default: the head).")
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Write the proof here, not stdout."
-)
-@click.option(
-    "--entry-out",
-    type=click.Path(path_type=Path),
-    help="Also write entry SEQ's bytes here, for verify-proof --entry.",
-)
+@path_option("-o", "--output", help="Write the proof here, not stdout.")
+@path_option("--entry-out", help="Also write entry SEQ's bytes here, for verify-proof --entry.")
 @click.pass_context
 def prove_cmd(
     ctx: click.Context,
@@ -115,31 +103,18 @@ def prove_cmd(
 
 @click.command(name="verify-proof")
 @click.argument("proof_file", metavar="PROOF", type=click.Path(path_type=Path))
-@click.option(
+@path_option(
     "--checkpoint",
     "checkpoint_file",
     required=True,
-    type=click.Path(path_type=Path),
     help="The checkpoint to check against (the newer one, for consistency).",
 )
-@click.option(
-    "--entry",
-    "entry_file",
-    type=click.Path(path_type=Path),
-    help="The ledger entry (its exact bytes): for an inclusion proof.",
+@path_option(
+    "--entry", "entry_file", help="The ledger entry (its exact bytes): for an inclusion proof."
 )
-@click.option(
-    "--old-checkpoint",
-    "old_file",
-    type=click.Path(path_type=Path),
-    help="The older checkpoint: for a consistency proof.",
-)
-@click.option(
-    "--verify-key",
-    type=click.Path(path_type=Path),
-    help="Require checkpoints signed by this Ed25519 public key (PEM).",
-)
-@click.option("--json", "as_json", is_flag=True)
+@path_option("--old-checkpoint", "old_file", help="The older checkpoint: for a consistency proof.")
+@path_option("--verify-key", help="Require checkpoints signed by this Ed25519 public key (PEM).")
+@json_option("Print the result as a JSON object.")
 def verify_proof_cmd(
     proof_file: Path,
     checkpoint_file: Path,

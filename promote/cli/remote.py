@@ -17,9 +17,10 @@ from pathlib import Path
 
 import click
 
-from cas._cli import report_problems
+from cas._cli import path_option, report_problems
 from cas.errors import UsageError
 from promote.cli.common import (
+    MODES,
     open_ledger,
     workspace,
 )
@@ -44,11 +45,14 @@ def db() -> None:
     """The PostgreSQL ledger database."""
 
 
-_URL_HELP = "The database (default: the workspace's ledger URL, or $PROMOTE_LEDGER)."
+#: `--url` of the `db` commands.
+url_option = click.option(
+    "--url", help="The database (default: the workspace's ledger URL, or $PROMOTE_LEDGER)."
+)
 
 
 @db.command()
-@click.option("--url", help=_URL_HELP)
+@url_option
 @click.pass_context
 def migrate(ctx: click.Context, url: str | None) -> None:
     """Apply the schema migrations the database lacks, in one transaction."""
@@ -63,7 +67,7 @@ def migrate(ctx: click.Context, url: str | None) -> None:
 
 
 @db.command()
-@click.option("--url", help=_URL_HELP)
+@url_option
 @click.pass_context
 def status(ctx: click.Context, url: str | None) -> None:
     """The schema version applied, and the one this promote needs (exit 2 if behind)."""
@@ -79,9 +83,9 @@ def status(ctx: click.Context, url: str | None) -> None:
 
 
 @click.command(name="export")
-@click.option(
+@path_option(
     "--to",
-    type=click.Path(path_type=Path, file_okay=False),
+    file_okay=False,
     help="The directory (default: execution/ledger-export in the workspace).",
 )
 @click.pass_context
@@ -107,10 +111,10 @@ def ledger_export(ctx: click.Context, to: Path | None) -> None:
 
 @click.command(name="push")
 @click.argument("url")
-@click.option(
+@path_option(
     "--from",
     "source",
-    type=click.Path(path_type=Path, file_okay=False),
+    file_okay=False,
     help="The local ledger directory (default: the workspace's config 'ledger').",
 )
 @click.pass_context
@@ -172,14 +176,12 @@ def store_push(ctx: click.Context, dest: str, jobs: int, verify: bool) -> None:
 
 
 @click.command()
-@click.option(
-    "--to",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Materialize into DIR instead of the workspace's own view.",
+@path_option(
+    "--to", file_okay=False, help="Materialize into DIR instead of the workspace's own view."
 )
 @click.option(
     "--mode",
-    type=click.Choice(["symlink", "copy"]),
+    type=MODES,
     help="With --to: the view's mode (default: the workspace's; copy for a remote store).",
 )
 @click.pass_context

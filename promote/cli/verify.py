@@ -13,16 +13,19 @@ from typing import Any
 
 import click
 
-from cas._cli import report_problems
+from cas._cli import json_option, report_problems
 from cas.errors import UsageError
 from promote.cli.common import (
     open_ledger,
     workspace,
 )
 
+#: Every check's --json: `report_problems`'s document.
+_findings_json = json_option("Print the findings as JSON.")
+
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@_findings_json
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
     """The CI gate: the ledger, the pointers, and a view that matches them exactly."""
@@ -33,7 +36,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command(name="verify")
-@click.option("--json", "as_json", is_flag=True)
+@_findings_json
 @click.pass_context
 def ledger_verify(ctx: click.Context, as_json: bool) -> None:
     """Re-hash the chain, replay it, and check every object it references."""
@@ -51,7 +54,7 @@ def ledger_verify(ctx: click.Context, as_json: bool) -> None:
     is_flag=True,
     help="Check what is about to be committed (the git index), in every workspace it holds.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@_findings_json
 @click.pass_context
 def verify_tree_cmd(ctx: click.Context, staged: bool, as_json: bool) -> None:
     """The gate without the store: the ledger chain, and the tree against its head.
@@ -83,7 +86,7 @@ def verify_tree_cmd(ctx: click.Context, staged: bool, as_json: bool) -> None:
     metavar="STORE",
     help="Also check every object the entries name, in this store (a directory or s3://).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@_findings_json
 @click.pass_context
 def verify_chain_cmd(
     ctx: click.Context, directory: Path | None, store: str | None, as_json: bool
