@@ -3,7 +3,7 @@
 Off unless the environment sets `CAS_CRASH_AT`. Its value is `STEP` or `STEP:N`,
 killing at the N-th time (1-based) the process reaches STEP. The reliability suite
 uses it to prove that a crash at any step boundary loses and corrupts nothing. The
-step names are listed in the README ("Crash testing").
+step names are listed in docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from cas._cli import json_option
 from cas.errors import UsageError
 from cas.stores import _store_of_workspace, find_workspace, open_store, resolve_store_spec
 
@@ -36,7 +37,7 @@ __all__ = ["register"]
     metavar="DIGEST",
     help="Keep this object too (repeatable; see also <store>/pins).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 @click.pass_context
 def gc(
     ctx: click.Context, dry_run: bool, grace: float, pins: tuple[str, ...], as_json: bool

@@ -365,7 +365,7 @@ def test_two_machines_race_on_one_head_and_converge(
 def test_move_a_workspace_to_s3_and_postgresql(
     tmp_path: Path, pg_empty_url: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's "From local to remote", step by step, then a second machine joins."""
+    """docs/several-machines.md, "From local to remote", step by step, then a second machine joins."""
     from cas.s3 import S3Store
 
     m = make_machine(tmp_path / "ws", "execution/ledger", mode="copy")
