@@ -1,26 +1,30 @@
 """The policy gate: Rego engines behind one small protocol, failing closed.
 
 Engines:
-- `regorus`: embedded, in-process (the default). One engine per evaluation, since a
-  regorus Engine is not thread-safe. Input is passed as JSON text.
+- `regorus`: embedded (the default), evaluated in a child process of its own
+  (`promote.policy.regorus_child`) that is killed at the deadline.
 - `opa`: the `opa eval` command line, when a binary is configured or on PATH.
-- `opa-rest`: OPA's REST Data API, `POST <url>/v1/data/<package path>`.
+- `opa-rest`: OPA's REST Data API, `POST <url>/v1/data/<package path>/<rule>`.
 
-Every engine answers the same question, `data.<package>`, and returns `allow` and
-`deny`. `decide` turns anything short of `allow == true` with an empty `deny` into a
-deny: an engine error, a timeout, a missing or unparsable policy, an undefined result,
-a result of the wrong type. The reasons say which.
+Every engine asks the same two rules, `data.<package>.allow` and `data.<package>.deny`,
+never the package document (regorus 0.13 mis-evaluates a rule read through the package
+when the package spans several modules). `decide` turns anything short of
+`allow == true` with an empty `deny` into a deny: an engine error, a missing or
+unparsable policy, an undefined result, a result of the wrong type. The reasons say
+which. A timeout is not a deny but an engine error (EngineTimeout, exit 1): a decision
+never depends on load.
 """
 
 from __future__ import annotations
 
 import abc
-import concurrent.futures
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,15 +32,18 @@ from typing import Any
 import attrs
 
 from cas.digest import ObjectRef, hash_bytes
+from cas.errors import EXIT_INTERNAL
 from promote.canonical import canonical
-from promote.errors import PolicyError, WorkspaceError
+from promote.errors import PolicyError, PromoteError, WorkspaceError
 
 __all__ = [
     "DECISION_SCHEMA",
     "Decision",
     "Engine",
+    "EngineTimeout",
     "PolicyBundle",
     "decide",
+    "engine_error_text",
     "engine_from_config",
     "load_bundle",
 ]
@@ -116,47 +123,97 @@ class Decision:
         return canonical(self.to_dict())
 
 
+class EngineTimeout(PromoteError):
+    """The engine did not answer before `engine.timeout`: an engine error, not a deny.
+
+    A decision must not depend on load, so a timeout records no decision: the run
+    fails with exit 1 and writes nothing, and the same capsule can be run again.
+    """
+
+    exit_code = EXIT_INTERNAL
+
+
 class Engine(abc.ABC):
-    """A Rego engine: evaluate `data.<package>` for an input given as JSON text."""
+    """A Rego engine: evaluate the rules `data.<package>.allow` and `.deny` for an input.
+
+    Every engine enforces `timeout` itself, killing or abandoning the evaluation at the
+    deadline, and raises EngineTimeout then.
+    """
 
     name: str
+    timeout: float = DEFAULT_TIMEOUT
 
     @abc.abstractmethod
     def version(self) -> str:
         """The engine's version, recorded in every decision."""
 
     @abc.abstractmethod
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> Any:
-        """The value of `data.<package>`, or None when undefined.
+    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+        """`{"allow": value, "deny": value}`, a key left out when its rule is undefined.
 
         Raises:
             PolicyError: on any engine failure.
+            EngineTimeout: past `timeout` seconds.
         """
 
 
+def rule_queries(package: str) -> tuple[str, str]:
+    """The two rules every engine asks: never the package document itself."""
+    return f"data.{package}.allow", f"data.{package}.deny"
+
+
 class RegorusEngine(Engine):
-    """The embedded engine (gordon-to-regorus)."""
+    """The embedded engine (gordon-to-regorus), in a child process killed at the deadline."""
 
     name = "regorus"
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
 
     def version(self) -> str:
         from importlib.metadata import version
 
         return version("gordon-to-regorus")
 
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> Any:
-        os.environ.setdefault("RUST_BACKTRACE", "0")
-        import regorus
-
-        engine = regorus.Engine()
+    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+        queries = rule_queries(bundle.package)
+        request = json.dumps(
+            {"files": dict(bundle.files), "queries": list(queries), "input": input_json}
+        ).encode()
+        env = {**os.environ, "RUST_BACKTRACE": "0"}
         try:
-            for name, text in sorted(bundle.files.items()):
-                engine.add_policy(name, text)
-            engine.set_input_json(input_json)
-            raw = engine.eval_query_as_json(f"data.{bundle.package}")
-        except Exception as e:
-            raise PolicyError(f"regorus: {_first_line(e)}") from None
-        return _query_value(json.loads(raw))
+            child = subprocess.Popen(
+                [sys.executable, "-m", "promote.policy.regorus_child"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as e:
+            raise PolicyError(f"regorus: cannot start the evaluation process: {e}") from None
+        try:
+            out, err = child.communicate(request, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise EngineTimeout(
+                f"policy engine regorus timed out after {self.timeout:g}s (engine.timeout)"
+            ) from None
+        try:
+            answer = json.loads(out) if child.returncode == 0 else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            tail = err.decode(errors="replace").strip().splitlines()
+            why = tail[-1] if tail else f"exit status {child.returncode}"
+            raise PolicyError(f"regorus: the evaluation process failed: {why}")
+        if "error" in answer:
+            raise PolicyError(f"regorus: {answer['error']}")
+        return {
+            key: value
+            for key, value in zip(("allow", "deny"), answer["values"], strict=True)
+            if value is not None
+        }
 
 
 class OpaCliEngine(Engine):
@@ -176,6 +233,8 @@ class OpaCliEngine(Engine):
             out = subprocess.run(
                 [self.binary, "version"], capture_output=True, timeout=self.timeout, check=True
             ).stdout.decode()
+        except subprocess.TimeoutExpired:
+            raise EngineTimeout(f"opa version timed out after {self.timeout:g}s") from None
         except (OSError, subprocess.SubprocessError) as e:
             raise PolicyError(f"opa version: {e}") from None
         for line in out.splitlines():
@@ -183,7 +242,10 @@ class OpaCliEngine(Engine):
                 return line.split(":", 1)[1].strip()
         return "unknown"
 
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> Any:
+    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+        allow, deny = rule_queries(bundle.package)
+        # One query, two rules: each collected into a list, empty when undefined.
+        query = f'{{"allow": [x | x := {allow}], "deny": [x | x := {deny}]}}'
         with tempfile.TemporaryDirectory(prefix="promote-opa-") as d:
             args = [self.binary, "eval", "--format", "json", "--stdin-input"]
             for name, text in sorted(bundle.files.items()):
@@ -191,23 +253,30 @@ class OpaCliEngine(Engine):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
                 args += ["--data", str(path)]
-            args.append(f"data.{bundle.package}")
+            args.append(query)
             try:
                 r = subprocess.run(
                     args, input=input_json.encode(), capture_output=True, timeout=self.timeout
                 )
             except subprocess.TimeoutExpired:
-                raise PolicyError(f"opa eval timed out after {self.timeout:g}s") from None
+                raise EngineTimeout(
+                    f"policy engine opa timed out after {self.timeout:g}s (engine.timeout)"
+                ) from None
             except OSError as e:
                 raise PolicyError(f"opa eval: {e}") from None
         if r.returncode != 0:
-            raise PolicyError(
-                f"opa eval failed: {_first_line(r.stderr.decode() or r.stdout.decode())}"
-            )
+            raise PolicyError(f"opa eval failed: {_opa_error(r.stdout, r.stderr)}")
         try:
-            return _query_value(json.loads(r.stdout))
+            value = _query_value(json.loads(r.stdout))
         except ValueError as e:
             raise PolicyError(f"opa eval: unreadable output: {e}") from None
+        if not isinstance(value, dict):
+            return {}
+        return {
+            k: v[0]
+            for k, v in value.items()
+            if k in ("allow", "deny") and isinstance(v, list) and len(v) == 1
+        }
 
 
 class OpaRestEngine(Engine):
@@ -235,18 +304,83 @@ class OpaRestEngine(Engine):
                 return json.loads(resp.read())
         except urllib.error.HTTPError as e:
             raise PolicyError(f"OPA at {self.url}: HTTP {e.code}") from None
+        except TimeoutError:
+            raise EngineTimeout(f"OPA at {self.url} timed out after {self.timeout:g}s") from None
         except (urllib.error.URLError, OSError, ValueError) as e:
+            if isinstance(getattr(e, "reason", None), TimeoutError):
+                raise EngineTimeout(
+                    f"OPA at {self.url} timed out after {self.timeout:g}s"
+                ) from None
             raise PolicyError(f"OPA at {self.url} is unreachable: {e}") from None
 
     def version(self) -> str:
         return "rest"
 
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> Any:
+    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+        value: dict[str, Any] = _with_deadline(
+            self.timeout, f"OPA at {self.url}", self._evaluate, bundle, input_json
+        )
+        return value
+
+    def _evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
         body = b'{"input":' + input_json.encode() + b"}"
-        answer = self._request("POST", "/v1/data/" + bundle.package.replace(".", "/"), body)
-        if not isinstance(answer, dict) or "result" not in answer:
-            return None
-        return answer["result"]
+        out: dict[str, Any] = {}
+        for key, query in zip(("allow", "deny"), rule_queries(bundle.package), strict=True):
+            answer = self._request("POST", "/v1/data/" + query[5:].replace(".", "/"), body)
+            if isinstance(answer, dict) and "result" in answer:
+                out[key] = answer["result"]
+        return out
+
+
+def _with_deadline(timeout: float, what: str, fn: Any, *args: Any) -> Any:
+    """`fn(*args)` on a daemon thread, abandoned at the deadline (it cannot hold the exit)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except (PolicyError, EngineTimeout) as e:
+            box["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise EngineTimeout(f"{what} timed out after {timeout:g}s (engine.timeout)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def engine_error_text(e: object) -> str:
+    """An engine error in one line: where it points and what it says.
+
+    Regorus puts the location first (`--> file:line:col`), then the source line, then
+    `error: <message>`; a first line alone would say where, not what.
+    """
+    lines = [ln.strip() for ln in str(e).strip().splitlines()]
+    lines = lines[: lines.index("Stack backtrace:")] if "Stack backtrace:" in lines else lines
+    where = next((ln[4:] for ln in lines if ln.startswith("--> ")), "")
+    what = next((ln for ln in lines if ln.startswith("error:")), "")
+    if not what:
+        what = next((ln for ln in lines if ln and not ln.startswith(("-->", "|"))), "")
+    what = what.removeprefix("error:").strip() or type(e).__name__
+    return f"{where}: {what}" if where else what
+
+
+def _opa_error(stdout: bytes, stderr: bytes) -> str:
+    """The message of a failed `opa eval`: its JSON `errors`, else its first line."""
+    try:
+        doc = json.loads(stdout)
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            loc = first.get("location") or {}
+            where = f"{loc.get('file', '')}:{loc.get('row', '')}: " if loc else ""
+            return f"{where}{first.get('message', '')}".strip()
+    except ValueError:
+        pass
+    return _first_line(stderr.decode(errors="replace") or stdout.decode(errors="replace"))
 
 
 def _first_line(e: object) -> str:
@@ -266,9 +400,9 @@ def _query_value(answer: Any) -> Any:
 
 
 def _verdict(value: Any) -> tuple[bool, tuple[str, ...]]:
-    """Read allow/deny from a package's value, failing closed on anything odd."""
-    if not isinstance(value, dict):
-        return False, ("policy result is undefined",)
+    """Read allow/deny from the rules' values, failing closed on anything odd."""
+    if not isinstance(value, dict) or not value:
+        return False, ("policy result is undefined (no 'allow' and no 'deny' rule)",)
     deny = value.get("deny", [])
     if not isinstance(deny, list) or not all(isinstance(d, str) for d in deny):
         return False, ("policy 'deny' is not a set of strings",)
@@ -284,13 +418,12 @@ def _verdict(value: Any) -> tuple[bool, tuple[str, ...]]:
     return True, ()
 
 
-def decide(
-    engine: Engine,
-    bundle: PolicyBundle,
-    input_doc: Any,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> Decision:
-    """Ask the policy. Never raises for a policy problem: that is a deny with a reason."""
+def decide(engine: Engine, bundle: PolicyBundle, input_doc: Any) -> Decision:
+    """Ask the policy. A policy problem is a deny with a reason, never an exception.
+
+    Raises:
+        EngineTimeout: the engine did not answer within its timeout; no decision.
+    """
     input_bytes = canonical(input_doc)
     reasons: tuple[str, ...]
     try:
@@ -299,18 +432,10 @@ def decide(
         version = "unknown"
         allow, reasons = False, (f"policy engine error: {e}",)
     else:
-        pool = concurrent.futures.ThreadPoolExecutor(1)
-        future = pool.submit(engine.evaluate, bundle, input_bytes.decode())
         try:
-            allow, reasons = _verdict(future.result(timeout=timeout))
-        except concurrent.futures.TimeoutError:
-            allow, reasons = False, (f"policy engine timed out after {timeout:g}s",)
+            allow, reasons = _verdict(engine.evaluate(bundle, input_bytes.decode()))
         except PolicyError as e:
             allow, reasons = False, (f"policy engine error: {e}",)
-        except Exception as e:
-            allow, reasons = False, (f"policy engine error: {_first_line(e)}",)
-        finally:
-            pool.shutdown(wait=False)
     return Decision(
         allow=allow,
         deny=reasons,
@@ -326,7 +451,7 @@ def engine_from_config(config: Mapping[str, Any], override: str | None = None) -
     kind = override or config.get("kind", "regorus")
     timeout = float(config.get("timeout", DEFAULT_TIMEOUT))
     if kind == "regorus":
-        return RegorusEngine()
+        return RegorusEngine(timeout)
     if kind == "opa":
         return OpaCliEngine(config.get("binary"), timeout)
     if kind == "opa-rest":

@@ -28,7 +28,7 @@ import attrs
 
 from cas.errors import EXIT_INTERNAL
 from promote.errors import PromoteError, WorkspaceError
-from promote.policy.engines import DEFAULT_TIMEOUT, PolicyBundle
+from promote.policy.engines import DEFAULT_TIMEOUT, PolicyBundle, engine_error_text
 
 __all__ = [
     "PolicyTestError",
@@ -121,12 +121,8 @@ class Tester(abc.ABC):
 
 
 def _error_text(e: object) -> str:
-    """The useful part of an engine error: the `error:` line and where it points."""
-    lines = [ln.strip() for ln in str(e).strip().splitlines()]
-    where = next((ln[4:] for ln in lines if ln.startswith("--> ")), "")
-    what = next((ln for ln in lines if ln.startswith("error:")), lines[0] if lines else "")
-    what = what.removeprefix("error:").strip() or type(e).__name__
-    return f"{where}: {what}" if where else what
+    """The useful part of an engine error: where it points and what it says."""
+    return engine_error_text(e)
 
 
 def _ref_parts(node: Any) -> list[str] | None:

@@ -1,8 +1,9 @@
 """Fail closed, for every engine kind: regorus, the `opa` CLI, OPA's REST API.
 
-Invariant: an engine error, a timeout, a crash or an undefined result is a deny
-(exit 4), recorded with its reason in execution/promote/report.json, and nothing is
-promoted.
+Invariant: an engine error, a crash or an undefined result is a deny (exit 4),
+recorded with its reason in execution/promote/report.json, and nothing is promoted. A
+timeout is an engine error (exit 1): no decision is recorded, since a decision must not
+depend on load, and nothing is promoted either.
 """
 
 from __future__ import annotations
@@ -26,6 +27,23 @@ def _engine(root: Path, engine: dict) -> None:
     doc = json.loads(cfg.read_bytes())
     doc["engine"] = engine
     cfg.write_bytes(pretty(doc))
+
+
+def _timed_out(root: Path, cli: Zygote, timeout: float) -> None:
+    """Exit 1 within timeout + 5 s, no decision stored or recorded, nothing committed."""
+    cap = prepare(root, {"release/a": b"1"})
+    start = time.monotonic()
+    r = cli("promote", cap, cwd=root)
+    elapsed = time.monotonic() - start
+    count("fail-closed", "cases")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert b"timed out after" in r.stderr
+    assert elapsed < timeout + 5, elapsed
+    report = json.loads((root / "execution/promote/report.json").read_bytes())
+    assert report["status"] == "failed", report
+    assert report.get("decision") is None, report
+    assert entries(root) == []
+    check(root, cli, category="fail-closed")
 
 
 def _denied(root: Path, cli: Zygote, reason: str) -> None:
@@ -62,14 +80,48 @@ def test_regorus_fails_closed(make_ws, cli: Zygote, case: str) -> None:
     _denied(root, cli, reason)
 
 
+# A policy that keeps regorus busy for hours (10^10 steps) in constant memory.
+SLOW_REGO = """package promote
+import rego.v1
+allow if {
+	every i in numbers.range(1, 100000) {
+		every j in numbers.range(1, 100000) { i + j > 0 }
+	}
+}
+"""
+
+
+def test_regorus_timeout_is_an_engine_error(make_ws, cli: Zygote) -> None:
+    """engine.timeout bounds regorus too: its child process is killed at the deadline."""
+    root = make_ws()
+    for f in (root / "control/policy").glob("*.rego"):
+        f.unlink()
+    (root / "control/policy/promote.rego").write_text(SLOW_REGO)
+    _engine(root, {"kind": "regorus", "timeout": 2})
+    _timed_out(root, cli, 2)
+
+
+def test_fake_opa_cli_timeout_is_an_engine_error(make_ws, cli: Zygote, tmp_path: Path) -> None:
+    """A fake `opa` binary that hangs past engine.timeout: exit 1, no decision."""
+    root = make_ws()
+    fake = tmp_path / "opa"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = version ]; then echo "Version: 0.0.0-fake"; exit 0; fi\n'
+        "cat >/dev/null\nsleep 30\n"
+    )
+    fake.chmod(0o755)
+    _engine(root, {"kind": "opa", "binary": str(fake), "timeout": 1})
+    _timed_out(root, cli, 1)
+
+
 FAKE_OPA = {
-    "hangs": ("sleep 30", "timed out"),
     "crashes": ("echo 'opa: panic: boom' >&2; exit 2", "opa eval failed"),
     "killed": ("kill -9 $$", "opa eval failed"),
     "garbage": ("echo 'not json'", "unreadable output"),
     "undefined": ("echo '{}'", "undefined"),
     "allow-string": (
-        'echo \'{"result":[{"expressions":[{"value":{"allow":"true","deny":[]}}]}]}\'',
+        'echo \'{"result":[{"expressions":[{"value":{"allow":["true"],"deny":[[]]}}]}]}\'',
         "not true",
     ),
 }
@@ -91,24 +143,27 @@ def test_fake_opa_cli_fails_closed(make_ws, cli: Zygote, case: str, tmp_path: Pa
     _denied(root, cli, reason)
 
 
-class _Opa(http.server.BaseHTTPRequestHandler):
+class _FakeOpaHandler(http.server.BaseHTTPRequestHandler):
+    """A fake OPA server: answers every POST with one canned (mis)behaviour."""
+
     mode = "no-result"
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         mode = type(self).mode
         if mode == "hang":
-            time.sleep(3)
+            time.sleep(4)
         if mode == "error":
             self.send_response(500)
             self.end_headers()
             self.wfile.write(b'{"code":"internal_error"}')
             return
+        rule = self.path.rsplit("/", 1)[-1]  # the engine asks .../allow, then .../deny
         body = {
             "no-result": b"{}",
-            "hang": b'{"result":{"allow":true,"deny":[]}}',
+            "hang": b'{"result":true}' if rule == "allow" else b'{"result":[]}',
             "garbage": b"<html>",
-            "allow-null": b'{"result":{"allow":null}}',
+            "allow-null": b'{"result":null}' if rule == "allow" else b'{"result":[]}',
         }[mode]
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -120,8 +175,8 @@ class _Opa(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def opa_server() -> Iterator[tuple[str, type[_Opa]]]:
-    handler = type("Handler", (_Opa,), {})
+def fake_opa_server() -> Iterator[tuple[str, type[_FakeOpaHandler]]]:
+    handler = type("Handler", (_FakeOpaHandler,), {})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -134,19 +189,26 @@ def opa_server() -> Iterator[tuple[str, type[_Opa]]]:
 REST = {
     "no-result": "undefined",
     "error": "HTTP 500",
-    "hang": "unreachable",  # past the 1 s timeout
     "garbage": "unreachable",
     "allow-null": "undefined",
 }
 
 
 @pytest.mark.parametrize("mode", list(REST))
-def test_opa_rest_fails_closed(make_ws, cli: Zygote, opa_server, mode: str) -> None:
-    url, handler = opa_server
+def test_fake_opa_rest_fails_closed(make_ws, cli: Zygote, fake_opa_server, mode: str) -> None:
+    url, handler = fake_opa_server
     handler.mode = mode
     root = make_ws()
     _engine(root, {"kind": "opa-rest", "url": url, "timeout": 1})
     _denied(root, cli, REST[mode])
+
+
+def test_fake_opa_rest_timeout_is_an_engine_error(make_ws, cli: Zygote, fake_opa_server) -> None:
+    url, handler = fake_opa_server
+    handler.mode = "hang"
+    root = make_ws()
+    _engine(root, {"kind": "opa-rest", "url": url, "timeout": 1})
+    _timed_out(root, cli, 1)
 
 
 def test_opa_rest_unreachable(make_ws, cli: Zygote) -> None:
