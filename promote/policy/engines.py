@@ -35,6 +35,7 @@ from cas.digest import ObjectRef, hash_bytes
 from cas.errors import EXIT_INTERNAL
 from promote.canonical import canonical
 from promote.errors import PolicyError, PromoteError, WorkspaceError
+from promote.policy.regorus_child import engine_error_text
 
 __all__ = [
     "DECISION_SCHEMA",
@@ -350,22 +351,6 @@ def _with_deadline(timeout: float, what: str, fn: Any, *args: Any) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
-
-
-def engine_error_text(e: object) -> str:
-    """An engine error in one line: where it points and what it says.
-
-    Regorus puts the location first (`--> file:line:col`), then the source line, then
-    `error: <message>`; a first line alone would say where, not what.
-    """
-    lines = [ln.strip() for ln in str(e).strip().splitlines()]
-    lines = lines[: lines.index("Stack backtrace:")] if "Stack backtrace:" in lines else lines
-    where = next((ln[4:] for ln in lines if ln.startswith("--> ")), "")
-    what = next((ln for ln in lines if ln.startswith("error:")), "")
-    if not what:
-        what = next((ln for ln in lines if ln and not ln.startswith(("-->", "|"))), "")
-    what = what.removeprefix("error:").strip() or type(e).__name__
-    return f"{where}: {what}" if where else what
 
 
 def _opa_error(stdout: bytes, stderr: bytes) -> str:

@@ -8,7 +8,8 @@ read through the package when the package spans several modules.
 
 Run in a process of its own, not a thread, so that a slow policy can be killed: a
 regorus evaluation cannot be interrupted from Python, and a thread left running keeps
-the interpreter alive past its deadline.
+the interpreter alive past its deadline. It imports nothing of the project but this
+module, so that it starts fast.
 """
 
 from __future__ import annotations
@@ -19,11 +20,25 @@ import sys
 from typing import Any
 
 
+def engine_error_text(e: object) -> str:
+    """An engine error in one line: where it points and what it says.
+
+    Regorus puts the location first (`--> file:line:col`), then the source line, then
+    `error: <message>`; a first line alone would say where, not what.
+    """
+    lines = [ln.strip() for ln in str(e).strip().splitlines()]
+    lines = lines[: lines.index("Stack backtrace:")] if "Stack backtrace:" in lines else lines
+    where = next((ln[4:] for ln in lines if ln.startswith("--> ")), "")
+    what = next((ln for ln in lines if ln.startswith("error:")), "")
+    if not what:
+        what = next((ln for ln in lines if ln and not ln.startswith(("-->", "|"))), "")
+    what = what.removeprefix("error:").strip() or type(e).__name__
+    return f"{where}: {what}" if where else what
+
+
 def evaluate(request: dict[str, Any]) -> dict[str, Any]:
     os.environ["RUST_BACKTRACE"] = "0"
     import regorus
-
-    from promote.policy.engines import engine_error_text
 
     engine = regorus.Engine()
     values: list[Any] = []
