@@ -92,7 +92,7 @@ def policy_eval_cmd(
     Exit 0 for allow, 4 for deny.
     """
     from promote.canonical import load_json
-    from promote.policy.engines import decide, engine_from_config, load_bundle
+    from promote.policy.engines import check_input, decide, engine_from_config, load_bundle
 
     ws = workspace(ctx)
     if str(input_file).startswith("blake3:") and not input_file.exists():
@@ -103,6 +103,7 @@ def policy_eval_cmd(
     else:
         data = read_input(input_file, "input")
     doc = load_json(data, f"input {input_file}")
+    check_input(doc, f"input {input_file}")
     bundle = load_bundle(ws.policy_dir, ws.policy_package)
     decision = decide(engine_from_config(ws.engine_config, engine), bundle, doc)
     if as_json:

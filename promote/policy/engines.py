@@ -34,7 +34,7 @@ import attrs
 from cas.digest import ObjectRef, hash_bytes
 from cas.errors import EXIT_INTERNAL
 from promote.canonical import canonical
-from promote.errors import PolicyError, PromoteError, WorkspaceError
+from promote.errors import InvalidDocument, PolicyError, PromoteError, WorkspaceError
 from promote.policy.regorus_child import engine_error_text
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "Decision",
     "Engine",
     "EngineTimeout",
+    "check_input",
     "PolicyBundle",
     "decide",
     "engine_error_text",
@@ -351,6 +352,31 @@ def _with_deadline(timeout: float, what: str, fn: Any, *args: Any) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def check_input(doc: Any, where: str = "input") -> None:
+    """Refuse an input that engines would read differently: integers of 2^53 and more.
+
+    OPA reads JSON numbers as float64 past 2^53, regorus does not, so such an input
+    could get two answers. The gate never builds one (sizes are bounded far below).
+
+    Raises:
+        InvalidDocument: (exit 2) naming the first such number.
+    """
+    stack: list[tuple[Any, str]] = [(doc, where)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+            raise InvalidDocument(f"{path}: integer {value} is beyond 2^53 - 1 (not exact in JSON)")
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
 def _opa_error(stdout: bytes, stderr: bytes) -> str:

@@ -292,3 +292,28 @@ def test_eval_unknown_digest(flow: Flow) -> None:
     r = flow.run("promote", "policy", "eval", "--input", "blake3:" + "9" * 64)
     assert r.returncode == 3
     assert b"not in the store" in r.stderr
+
+
+def test_eval_integer_beyond_2_53_is_usage(flow: Flow) -> None:
+    """OPA reads such a number as a float, regorus does not: refused, not decided."""
+    doc = policy_input()
+    doc["check_report"]["subjects"][0]["size"] = 2**53
+    r = flow.run("promote", "policy", "eval", "--input", "-", input=json.dumps(doc).encode())
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == b""
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert "integer 9007199254740992 is beyond 2^53 - 1" in lines[0]
+    doc["check_report"]["subjects"][0]["size"] = 2**53 - 1
+    r = flow.run("promote", "policy", "eval", "--input", "-", input=json.dumps(doc).encode())
+    assert r.returncode == 4, r.stderr  # a bound size, but not the target's: denied
+
+
+def test_eval_engine_error_says_what_not_only_where(flow: Flow) -> None:
+    """Regorus's message reaches the user, in one line, with no stray traceback."""
+    write_policy(flow, "boom.rego", "package promote\nimport rego.v1\n\nallow := 1 / 0 == 0\n")
+    r = flow.run("promote", "policy", "eval", "--input", "-", input=b"{}")
+    assert r.returncode == 4, r.stderr
+    assert b"Traceback" not in r.stderr and b"unsendable" not in r.stderr
+    reasons = r.stdout.decode().splitlines()[1:]
+    assert reasons == ["  - policy engine error: regorus: boom.rego:4:12: divide by zero"]
