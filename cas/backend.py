@@ -104,11 +104,12 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     def fsck(
-        self, quarantine: bool = False, progress: Callable[[int], None] | None = None
+        self, quarantine: bool = False, progress: Callable[[int, int], None] | None = None
     ) -> list[Problem]:
         """Re-hash every object; report (and optionally set aside) what is wrong.
 
-        `progress(n)` is called as objects are checked (n of them each time).
+        `progress(done, total)` is called as objects are checked: bytes re-hashed of
+        all (a local store), or objects checked of all (S3, whose listing has no sizes).
         """
 
     # -- helpers built on the primitives ------------------------------------

@@ -5,6 +5,7 @@ A thin layer: parse, call one library function, print.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -12,15 +13,14 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from cas import _cli
-from cas._cli import emit_json, json_option, path_option, verbose_option
-from cas.errors import EXIT_INTEGRITY
+from cas._cli import emit_json, json_option, path_option, quiet_option, verbose_option
+from cas.errors import EXIT_INTEGRITY, UsageError
 
 # The store, digest and JSON modules load when a command runs, not for `cas --help`.
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from cas.backend import ObjectStore
     from cas.digest import Digest, ObjectRef
+    from cas.errors import CasError
 
 
 def _store(ctx: click.Context) -> ObjectStore:
@@ -41,13 +41,16 @@ def _digest(text: str) -> Digest:
     "--store", metavar="DIR", help="The store (default: $CAS_STORE, the workspace's, or .cas)."
 )
 @verbose_option
+@quiet_option
 @click.version_option(package_name="cas-promote", prog_name="cas")
 @click.pass_context
 def main(ctx: click.Context, store: str | None, verbose: bool) -> None:
     """A content-addressed artifact store keyed by BLAKE3 digests.
 
     Exit codes: 0 ok, 1 internal error, 2 usage or invalid input, 3 integrity
-    failure, 4 denied by policy, 5 conflict.
+    failure, 4 denied by policy, 5 conflict. Errors are one line on stderr,
+    `cas: error: ...` (with --json, an object on stdout). -v and -q are accepted
+    anywhere on the command line.
     """
     ctx.obj = {"store": store, "verbose": verbose}
 
@@ -63,45 +66,180 @@ def init(ctx: click.Context, directory: str | None) -> None:
     from cas.stores import init_store, resolve_store_spec
 
     store = init_store(directory or resolve_store_spec(ctx.obj["store"]))
-    click.echo(f"initialized store {store.location}")
+    _cli.info(f"initialized store {store.location}")
+
+
+def _inputs(files: tuple[str, ...], recursive: bool) -> list[tuple[str, str]]:
+    """(what to open, the name to print) of each input; with `recursive`, every file
+    under a directory (sorted, symlinked directories not followed), named relative to
+    that directory."""
+    out: list[tuple[str, str]] = []
+    for name in files:
+        if not (recursive and name != "-" and os.path.isdir(name)):
+            out.append((name, name))
+            continue
+        for top, dirs, names in os.walk(name):
+            dirs.sort()
+            for n in sorted(names):
+                path = os.path.join(top, n)
+                out.append((path, Path(os.path.relpath(path, name)).as_posix()))
+    return out
+
+
+def _source_size(name: str) -> int:
+    try:
+        return 0 if name == "-" else os.stat(name).st_size
+    except OSError:
+        return 0
+
+
+class _Results:
+    """What a multi-input command prints: a line per result as it comes, an error line
+    per failed input, or (--json) one array in input order; the first failure's exit
+    code at the end."""
+
+    def __init__(self, as_json: bool, bar: _cli.Progress) -> None:
+        self.as_json = as_json
+        self.bar = bar
+        self.rows: dict[int, dict[str, object]] = {}
+        self.lines: list[str] = []
+        self.code = 0
+
+    def ok(self, i: int, ref: ObjectRef, name: str) -> None:
+        if self.as_json:
+            self.rows[i] = {**ref.to_dict(), "path": name}
+            return
+        self.lines.append(f"{ref.digest}  {ref.size}  {name}\n")
+        if len(self.lines) >= 1000:
+            self.flush()
+
+    def failed(self, i: int, name: str, e: CasError) -> None:
+        self.code = self.code or e.exit_code
+        if self.as_json:
+            self.rows[i] = {"path": name, **_cli.error_doc(str(e), e.exit_code)}
+            return
+        self.flush()
+        self.bar.echo(_cli.error_line("cas", str(e), e.exit_code) + "\n", err=True)
+
+    def flush(self) -> None:
+        if self.lines:
+            self.bar.echo("".join(self.lines))
+            self.lines = []
+
+    def finish(self, ctx: click.Context) -> None:
+        self.flush()
+        if self.as_json:
+            emit_json([self.rows[i] for i in sorted(self.rows)])
+        if self.code:
+            ctx.exit(self.code)
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
-@json_option("Print a JSON array.")
+@click.option(
+    "-r",
+    "--recursive",
+    is_flag=True,
+    help="Ingest every file under each FILE that is a directory; print paths relative to it.",
+)
+@json_option("Print a JSON array (a failed input: its path and error).")
 @click.pass_context
-def put(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
-    """Ingest FILES (or - for stdin); print `<digest>  <size>  <path>` each."""
+def put(ctx: click.Context, files: tuple[str, ...], recursive: bool, as_json: bool) -> None:
+    """Ingest FILES (or - for stdin); print `<digest>  <size>  <path>` each.
+
+    An input that fails (missing, a directory, unreadable) is reported on its own
+    line and the others are still ingested; the exit code is then the first
+    failure's. A large file the store already holds is hashed, not written again.
+    """
+    from cas.errors import CasError
+    from cas.fsutil import open_source
     from cas.local import LocalStore
 
+    inputs = _inputs(files, recursive)
     store = _store(ctx)
-    results: list[tuple[ObjectRef, str]] = []
-    show = _cli.progress_enabled() and len(files) > 1
-    with click.progressbar(length=len(files), label="put", file=sys.stderr, hidden=not show) as bar:
-        refs: Iterator[ObjectRef]
-        if isinstance(store, LocalStore) and len(files) > 1:
+    with _cli.Progress("put") as bar:
+        out = _Results(as_json, bar)
+        if isinstance(store, LocalStore) and len(inputs) > 1:
             # One sync per batch, not two per file; each ref comes once it is durable.
-            sources = [sys.stdin.buffer if name == "-" else name for name in files]
-            refs = store.put_many(sources, progress=bar.update if show else None)
+            total = sum(_source_size(path) for path, _ in inputs)
+            done = 0
+
+            def staged(n: int) -> None:
+                nonlocal done
+                done += n
+                bar.update(done, total)
+
+            failed: set[int] = set()
+
+            def on_error(i: int, e: CasError) -> None:
+                failed.add(i)
+                out.failed(i, inputs[i][1], e)
+
+            sources = [sys.stdin.buffer if path == "-" else path for path, _ in inputs]
+            i = 0
+            try:
+                for ref in store.put_many(sources, progress=staged, on_error=on_error):
+                    while i in failed:
+                        i += 1
+                    out.ok(i, ref, inputs[i][1])
+                    i += 1
+            finally:  # what is durable is printed, even when a later batch fails
+                out.flush()
         else:
-            refs = (
-                store.put(sys.stdin.buffer) if name == "-" else store.put_file(Path(name))
-                for name in files
-            )
-        lines: list[str] = []
-        try:
-            for ref, name in zip(refs, files, strict=False):
-                results.append((ref, name))
-                if not as_json:
-                    lines.append(f"{ref.digest}  {ref.size}  {name}\n")
-                    if len(lines) >= 1000:
-                        click.echo("".join(lines), nl=False)
-                        lines = []
-        finally:  # what is durable is printed, even when a later file fails
-            if lines:
-                click.echo("".join(lines), nl=False)
-    if as_json:
-        emit_json([{**ref.to_dict(), "path": name} for ref, name in results])
+            for i, (path, name) in enumerate(inputs):
+                try:
+                    if path == "-":
+                        ref = store.put(sys.stdin.buffer)
+                    elif isinstance(store, LocalStore):
+                        fd, _ = open_source(path)
+                        with os.fdopen(fd, "rb", buffering=0) as f:
+                            ref = store.put(f, progress=bar.update)
+                    else:
+                        ref = store.put_file(Path(path))
+                except CasError as e:
+                    if not isinstance(e, UsageError):
+                        raise  # the store failed, not this input
+                    out.failed(i, name, e)
+                    continue
+                out.ok(i, ref, name)
+        out.finish(ctx)
+
+
+@main.command(name="hash")
+@click.argument("files", nargs=-1, required=True)
+@json_option("Print a JSON array (a failed input: its path and error).")
+@click.pass_context
+def hash_(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
+    """Print `<digest>  <size>  <path>` of FILES (or - for stdin) without storing them.
+
+    Needs no store. An input that fails is reported and the others are still hashed.
+    """
+    from cas.digest import ALGORITHM, Digest, ObjectRef, hasher
+    from cas.errors import CasError
+    from cas.fsutil import open_source
+
+    with _cli.Progress("hash") as bar:
+        out = _Results(as_json, bar)
+        for i, name in enumerate(files):
+            try:
+                if name == "-":
+                    f = sys.stdin.buffer
+                else:
+                    fd, _ = open_source(name)
+                    f = os.fdopen(fd, "rb", buffering=0)
+                with f:
+                    h, size = hasher(), 0
+                    try:
+                        while chunk := f.read(8 << 20):
+                            h.update(chunk)
+                            size += len(chunk)
+                    except OSError as e:
+                        raise UsageError(f"{name}: cannot read: {e.strerror or e}") from None
+            except CasError as e:
+                out.failed(i, name, e)
+                continue
+            out.ok(i, ObjectRef(Digest(ALGORITHM, h.hexdigest()), size), name)
+        out.finish(ctx)
 
 
 @main.command()
@@ -166,23 +304,23 @@ def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
     from cas.stores import resolve_store_spec
 
     spec = resolve_store_spec(ctx.obj["store"])
-    if _cli.progress_enabled():
-        with click.progressbar(length=1, label="fsck", file=sys.stderr) as bar:
-
-            def progress(done: int, total: int) -> None:
-                bar.length = max(total, 1)
-                bar.update(done - bar.pos)
-
-            report = check_all(spec, quarantine=quarantine, progress=progress)
-    else:
-        report = check_all(spec, quarantine=quarantine)
+    with _cli.Progress("fsck") as bar:
+        unit = "bytes" if "://" not in spec else "objects"
+        report = check_all(
+            spec,
+            quarantine=quarantine,
+            progress=lambda done, total: bar.update(done, total, unit),
+        )
     if as_json:
         emit_json(report.to_dict())
     else:
         for p in report.problems:
             where = f" {p.digest}" if p.digest else ""
             click.echo(f"{p.kind}:{where} {p.location}: {p.detail}")
-        click.echo(report.summary(), err=bool(report.problems))
+        if report.problems:
+            click.echo(report.summary(), err=True)
+        else:
+            _cli.info(report.summary())
     for note in report.notes:
         click.echo(note, err=True)
     if report.problems:
@@ -192,6 +330,7 @@ def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
 from cas.cli_gc import register as _register_gc  # noqa: E402
 
 _register_gc(main)
+_cli.add_common_commands(main, "cas")
 
 
 def run() -> NoReturn:

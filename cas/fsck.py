@@ -70,19 +70,11 @@ def check_all(
 ) -> FsckReport:
     """Check the store; inside a workspace, also its pointers and ledger.
 
-    `progress(done, total)` is called as objects are checked.
+    `progress(done, total)` is called as objects are checked (see `ObjectStore.fsck`).
     """
     store = open_store(store_spec)
     objects = sum(1 for _ in store.iterate())
-    done = 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, objects)
-
-    problems = store.fsck(quarantine=quarantine, progress=tick if progress else None)
+    problems = store.fsck(quarantine=quarantine, progress=progress)
     notes: list[str] = []
     root = _workspace_of(store_spec)
     if root is not None:

@@ -599,7 +599,7 @@ class S3Store(ObjectStore):
     def fsck(
         self,
         quarantine: bool = False,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Problem]:
         problems: list[Problem] = self.stray_temps()
         candidates: list[tuple[str, Digest]] = []
@@ -617,10 +617,10 @@ class S3Store(ObjectStore):
                 problems.append(Problem("misplaced", rel, "key outside the object layout"))
         workers = max(self.max_concurrency, 2 * (os.cpu_count() or 1))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            for found in pool.map(self._check_object, candidates):
+            for done, found in enumerate(pool.map(self._check_object, candidates), 1):
                 problems.extend(found)
                 if progress is not None:
-                    progress(1)
+                    progress(done, len(candidates))
         problems.sort()
         if quarantine:
             self._set_aside(problems)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
-from cas.errors import ObjectMissing, UsageError
+from cas.errors import IntegrityError, ObjectMissing, UsageError
 from promote.canonical import pretty
+from promote.errors import InvalidDocument
 from promote.ledger.backend import CommitBackend, load_state
-from promote.model import ABSENT, Capsule, Target, load_capsule
+from promote.model import ABSENT, Capsule, Target, load_capsule, load_check_report
+from promote.paths import check_layout, check_path
 from promote.workspace import Workspace
+
+#: The largest CHECK report `capsule new` reads back to validate it.
+MAX_CHECK_REPORT = 16 << 20
 
 __all__ = ["new_capsule"]
 
@@ -82,7 +88,32 @@ def new_capsule(
         meta["builder"] = builder
     if source_revision:
         meta["source_revision"] = source_revision
-    capsule = Capsule(tuple(built), Digest.parse(check_report), base_digest, meta)
+    report = Digest.parse(check_report)
+    capsule = Capsule(tuple(built), report, base_digest, meta)
     data = pretty(capsule.to_dict())
-    load_capsule(data)  # the same validation promote runs: fail here, not later
+    # The same validation promote runs, up to its hygiene (not the policy): fail here,
+    # not later. Every refusal is exit 2.
+    load_capsule(data)
+    paths = [t.path for t in built]
+    for path in paths:
+        check_path(path)
+    current = load_state(store, (head or ledger.head()).state).pointers
+    check_layout(paths, current)
+    _check_report_in_store(store, report)
     return data
+
+
+def _check_report_in_store(store: ObjectStore, digest: Digest) -> None:
+    """Refuse a CHECK report the store lacks, or that is no valid CHECK report."""
+    try:
+        data = store.read_bytes(digest, limit=MAX_CHECK_REPORT)
+    except ObjectMissing:
+        raise UsageError(
+            f"--check-report {digest} is not in the store (cas put it first)"
+        ) from None
+    except IntegrityError as e:
+        raise UsageError(f"--check-report {digest}: {e}") from None
+    try:
+        load_check_report(data)
+    except InvalidDocument as e:
+        raise UsageError(f"--check-report {digest}: {e}") from None

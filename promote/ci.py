@@ -86,7 +86,7 @@ class EmptyStore(ObjectStore):
         raise ObjectMissing(digest)
 
     def fsck(
-        self, quarantine: bool = False, progress: Callable[[int], None] | None = None
+        self, quarantine: bool = False, progress: Callable[[int, int], None] | None = None
     ) -> list[Problem]:
         return []
 

@@ -294,6 +294,7 @@ def promote(
     from promote.view import View
 
     capsule_ref: ObjectRef | None = None
+    read = capsule_bytes is not None  # only a capsule that was read makes a report
     decision: Decision | None = None
     changes: list[Change] = []
     guard = contextlib.ExitStack()
@@ -303,6 +304,7 @@ def promote(
             # verifies or stores can be collected before the commit names it.
             guard.enter_context(ws.store.collecting())
         data = capsule_bytes if capsule_bytes is not None else read_capsule(ws, capsule_arg)
+        read = True
         capsule_ref = hash_bytes(data)
         p = plan(ws, ledger, data, engine)
         decision, changes = p.decision, p.changes
@@ -340,7 +342,7 @@ def promote(
         outcome = Outcome(status, e.exit_code, reasons, capsule_ref, decision, None, changes)
     finally:
         guard.close()
-    if not dry_run:
+    if not dry_run and read:
         try:
             write_report(ws, outcome)
         except OSError as e:

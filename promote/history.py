@@ -19,7 +19,7 @@ import attrs
 
 from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
-from cas.errors import CasError, UsageError
+from cas.errors import CasError, ObjectMissing, UsageError
 from promote.canonical import load_json
 from promote.errors import InvalidDocument
 from promote.ledger.backend import CommitBackend, load_state
@@ -250,10 +250,12 @@ class Status:
     recovery: list[str]
     #: Stray temp files in the store, which `cas gc` removes.
     stray: list[str]
+    #: What the cheap checks found (`cheap_problems`), one line each.
+    problems: list[str] = attrs.Factory(list)
 
     @property
     def clean(self) -> bool:
-        return not (self.view_problems or self.recovery or self.stray)
+        return not (self.view_problems or self.recovery or self.stray or self.problems)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -266,6 +268,7 @@ class Status:
             },
             "recovery": self.recovery,
             "stray": self.stray,
+            "problems": self.problems,
             "clean": self.clean,
         }
 
@@ -287,7 +290,11 @@ class Status:
         out += [f"  {p}" for p in self.view_problems]
         out += [f"recover   {r}" for r in self.recovery]
         out += [f"stray     {s}" for s in self.stray]
-        if self.clean:
+        out += [f"problem   {p}" for p in self.problems]
+        if self.problems:
+            n = len(self.problems)
+            out.append(f"{n} problem{'' if n == 1 else 's'}: run `promote verify`")
+        elif self.clean:
             out.append("clean: the view shows the head and nothing awaits recovery")
         return out
 
@@ -361,4 +368,39 @@ def status(ws: Workspace, ledger: CommitBackend) -> Status:
     stray: list[str] = []
     if isinstance(ws.store, LocalStore):
         stray = [f"{p.name} (cas gc removes it)" for p in ws.store.stray_temps()]
-    return Status(head, ws.view_mode, view_state, view_seq, problems, recovery, stray)
+    return Status(
+        head,
+        ws.view_mode,
+        view_state,
+        view_seq,
+        problems,
+        recovery,
+        stray,
+        cheap_problems(ws, ledger),
+    )
+
+
+#: `status` re-hashes the objects of the head state up to this size (larger ones: size).
+CHEAP_REHASH = 1 << 20
+
+
+def cheap_problems(ws: Workspace, ledger: CommitBackend) -> list[str]:
+    """The checks `promote status` can afford: the ledger chain (entries re-hashed,
+    linked and replayed to HEAD, no store), and the objects of the head state, present
+    and of their size, those up to `CHEAP_REHASH` bytes re-hashed. `promote verify`
+    checks everything."""
+    from promote.ci import verify_chain
+
+    found, state = verify_chain(ledger)
+    out = [f"{p.kind}: {p.location}: {p.detail}" for p in found]
+    if state is None:
+        return out
+    for path, ref in sorted(state.pointers.items()):
+        try:
+            if ws.store.size(ref.digest) != ref.size:
+                out.append(f"mismatch: {path}: {ref.digest} is not of {ref.size} bytes")
+            elif ref.size <= CHEAP_REHASH:
+                ws.store.verify(ref)
+        except CasError as e:
+            out.append(f"{'missing' if isinstance(e, ObjectMissing) else 'mismatch'}: {path}: {e}")
+    return out

@@ -19,9 +19,12 @@ __all__ = ["main", "run_main"]
 
 
 class _DefaultRun(click.Group):
-    """A group whose unknown first word is a capsule: `promote X` = `promote run X`."""
+    """A group whose first word, when it names no command but an existing file, a
+    digest or an option of `run`, starts a run: `promote X` = `promote run X`. A word that is neither (such
+    as a mistyped `promote lgo`) is "no such command", with the nearest one.
+    """
 
-    _GROUP_FLAGS = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
+    _GROUP_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "-h", "--help", "--version"})
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = list(args)
@@ -33,10 +36,32 @@ class _DefaultRun(click.Group):
             elif a.startswith("--root=") or a in self._GROUP_FLAGS:
                 i += 1
             else:
-                if a not in self.commands:
+                if a not in self.commands and (a.startswith("-") or _is_capsule(a)):
                     args.insert(i, "run")
                 break
         return super().parse_args(ctx, args)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's options, then those of `promote CAPSULE`, then the commands."""
+        click.Command.format_options(self, ctx, formatter)
+        run = self.commands["run"]
+        rows = [
+            r
+            for p in run.get_params(ctx)
+            if isinstance(p, click.Option) and "--help" not in p.opts
+            if (r := p.get_help_record(ctx))
+        ]
+        with formatter.section("Options of promote CAPSULE (promote run)"):
+            formatter.write_dl(rows)
+        self.format_commands(ctx, formatter)
+
+
+def _is_capsule(word: str) -> bool:
+    """Whether a first word that names no command is meant as a capsule: an existing
+    path, a digest, or something spelled like a file (`x.json`, `dir/x`)."""
+    import os
+
+    return os.path.lexists(word) or word.startswith("blake3:") or "." in word or "/" in word
 
 
 @click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +72,7 @@ class _DefaultRun(click.Group):
     help="The workspace (default: found by walking up).",
 )
 @_cli.verbose_option
+@_cli.quiet_option
 @click.version_option(package_name="cas-promote", prog_name="promote")
 @click.pass_context
 def main(ctx: click.Context, root: Path | None, verbose: bool) -> None:
@@ -54,7 +80,9 @@ def main(ctx: click.Context, root: Path | None, verbose: bool) -> None:
 
     `promote CAPSULE` runs the gate (same as `promote run CAPSULE`). Exit codes:
     0 promoted, 2 invalid capsule, 3 digest or linkage failure, 4 denied by policy
-    or allow-list, 5 conflict.
+    or allow-list, 5 conflict. Errors are one line on stderr: `promote: error: ...`,
+    `promote: denied: ...` or `promote: conflict: ...` (with --json, an object on
+    stdout). -v and -q are accepted anywhere on the command line.
     """
     ctx.obj = {"root": root, "verbose": verbose}
 
@@ -69,6 +97,7 @@ def run_main() -> NoReturn:
 
 
 main.add_command(ledger)
+_cli.add_common_commands(main, "promote")
 for _family in (promotion, verify, history, proofs, policy, remote, attest):
     for _cmd in _family.COMMANDS:
         main.add_command(_cmd)

@@ -44,19 +44,19 @@ def dry_run_option(text: str) -> Callable[[FC], FC]:
 
 
 def print_outcome(outcome: Any) -> None:
+    """A run's result: `promoted: ...` or `planned` on stdout; a refusal as one line
+    on stderr, `promote: error|denied|conflict: <reasons>` (see `cas._cli.error_line`)."""
+    from cas._cli import error_line
+
     o = outcome
     if o.status == "promoted" and o.ledger:
         click.echo(f"promoted: ledger entry {o.ledger.seq} {o.ledger.entry}")
         if o.reasons:  # committed, but something after the commit point failed
             click.echo("promote: warning: " + "; ".join(o.reasons), err=True)
+    elif o.exit_code == 0:
+        click.echo(o.status)
     else:
-        click.echo(
-            f"{o.status}" + (f": {o.reasons[0]}" if len(o.reasons) == 1 else ""),
-            err=o.exit_code != 0,
-        )
-        if len(o.reasons) > 1:
-            for r in o.reasons:
-                click.echo(f"  - {r}", err=o.exit_code != 0)
+        click.echo(error_line("promote", "; ".join(o.reasons) or o.status, o.exit_code), err=True)
     for c in o.changes:
         before = c.before.digest if c.before else "absent"
         click.echo(f"  {c.path}: {before} -> {c.after.digest if c.after else 'absent'}")

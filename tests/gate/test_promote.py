@@ -185,9 +185,17 @@ def test_check_report_status_fail(flow: Flow) -> None:
 
 
 def test_check_report_invalid_or_missing(flow: Flow) -> None:
-    a, _ = flow.put(b"a")
+    a, size = flow.put(b"a")
     bogus = flow.put(b'{"schema": "check-report/v1", "status": "pass"}')[0]
-    cap = flow.capsule({"release/a": a}, bogus)
+    refused = flow.run(
+        "promote", "capsule", "new", "--target", f"release/a={a}", "--check-report", bogus,
+        "-o", "c.json",
+    )  # fmt: skip
+    assert refused.returncode == 2 and b"schema" in refused.stderr
+    cap = flow.capsule({"release/a": a}, flow.check([(a, size)]))
+    doc = json.loads(cap.read_bytes())
+    doc["evidence"]["check_report"] = bogus  # by hand: capsule new refuses it
+    cap.write_text(json.dumps(doc))
     r = flow.run("promote", cap)
     assert r.returncode == 3
     assert b"schema" in r.stderr

@@ -235,9 +235,9 @@ def test_verify_chain_refuses_a_tampered_ledger(tmp_path: Path, how: str) -> Non
 
 
 def test_verify_chain_usage(tmp_path: Path) -> None:
-    r = chain(tmp_path, tmp_path / "nope")
-    assert r.returncode == 2
-    assert b"no such ledger directory" in r.stderr
+    r = chain(tmp_path, tmp_path / "nope")  # with --json: the error is JSON on stdout
+    assert r.returncode == 2 and r.stderr == b""
+    assert json.loads(r.stdout)["error"]["message"].endswith("nope: no such ledger directory")
 
 
 # -- promote init --ci github ------------------------------------------------------------

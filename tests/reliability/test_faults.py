@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 POINTS = ["posix/io/rw/write", "posix/io/sync/fsync", "posix/io/dir/rename", "posix/io/oc/open"]
-ONE_LINE = re.compile(rb"^((cas|promote): (error|warning): |failed: |denied: ).+\n$")
+ONE_LINE = re.compile(rb"^(cas|promote): (error|warning|denied|conflict): .+\n$")
 
 PUT_STEPS = ["start", "put.temp-written"]
 PROMOTE_STEPS = [

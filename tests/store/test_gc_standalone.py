@@ -52,9 +52,9 @@ def _tree(store: Path) -> dict[str, tuple[int, float]]:
     }
 
 
-def _sigterm_mid_put(store: Path, cwd: Path) -> Path:
-    """Start `cas put -` on a pipe that stays open, SIGTERM it once its temp holds
-    bytes, and return the temp it left behind."""
+def _killed_mid_put(store: Path, cwd: Path) -> Path:
+    """Start `cas put -` on a pipe that stays open, SIGKILL it once its temp holds
+    bytes, and return the temp it left behind (SIGTERM would remove it)."""
     p = subprocess.Popen(
         [script("cas"), "--store", str(store), "put", "-"],
         cwd=cwd,
@@ -73,14 +73,14 @@ def _sigterm_mid_put(store: Path, cwd: Path) -> Path:
         p.stdin.flush()
         time.sleep(0.05)
         temps = sorted((store / "tmp").glob("put-*"))
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(signal.SIGKILL)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == -signal.SIGTERM, err
+    assert p.returncode == -signal.SIGKILL, err
     assert len(temps) == 1
     return temps[0]
 
 
-def test_sigterm_put_leaves_a_temp_that_standalone_gc_removes(tmp_path: Path) -> None:
+def test_killed_put_leaves_a_temp_that_standalone_gc_removes(tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert run_cli("cas", "init", store, cwd=tmp_path).returncode == 0
     by_file = _put(store, b"pinned by the pins file", tmp_path)
@@ -89,8 +89,8 @@ def test_sigterm_put_leaves_a_temp_that_standalone_gc_removes(tmp_path: Path) ->
     (store / "pins").write_text(f"# keep\n{by_file}\n")
     _age(store, [by_file, by_flag, *unpinned], 2 * HOUR)
 
-    temp = _sigterm_mid_put(store, tmp_path)
-    assert temp.exists()  # SIGTERM runs no cleanup: the temp stays, nobody holds it
+    temp = _killed_mid_put(store, tmp_path)
+    assert temp.exists()  # SIGKILL runs no cleanup: the temp stays, nobody holds it
     rel = f"tmp/{temp.name}"
 
     fsck = run_cli("cas", "--store", store, "fsck", cwd=tmp_path)

@@ -188,13 +188,15 @@ def test_flock_on_batch_dir_is_exclusive(store: LocalStore) -> None:
     assert list(store.tmp.iterdir()) == []
 
 
-def test_cli_put_many_prints_what_is_stored_then_the_error(cas: Cli, work: Path) -> None:
+def test_cli_put_many_goes_on_past_a_bad_input(cas: Cli, work: Path) -> None:
     (work / "a").write_bytes(b"alpha")
     (work / "b").write_bytes(b"beta")
     r = cas("put", "a", "missing", "b")
     assert r.returncode == 2
-    assert r.stdout.decode() == f"{hash_bytes(b'alpha').digest}  5  a\n"
-    assert b"missing: no such file" in r.stderr
+    assert r.stdout.decode() == (
+        f"{hash_bytes(b'alpha').digest}  5  a\n{hash_bytes(b'beta').digest}  4  b\n"
+    )
+    assert r.stderr == b"cas: error: missing: no such file\n"
     ok = cas("put", "a", "-", "b", input=b"stdin")
     assert ok.returncode == 0
     assert [line.split()[0] for line in ok.stdout.decode().splitlines()] == [
