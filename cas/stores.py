@@ -58,10 +58,18 @@ def resolve_store_spec(explicit: str | None, cwd: Path | None = None) -> str:
     if explicit:
         return explicit
     env = os.environ.get("CAS_STORE")
-    if env:
-        return env
     here = (cwd or Path.cwd()).resolve()
     root = os.environ.get("PROMOTE_ROOT")
+    if env:
+        ws = Path(root) if root else find_workspace(here)
+        if ws is not None:  # inside a workspace, the variable may only repeat its config
+            configured = _store_of_workspace(ws)
+            if not _same_store(env, configured):
+                raise UsageError(
+                    f"CAS_STORE={env} disagrees with the store of the workspace {ws}"
+                    f" ({configured}); unset CAS_STORE or pass --store"
+                )
+        return env
     if root:
         return _store_of_workspace(Path(root))
     for d in (here, *here.parents):
@@ -70,6 +78,12 @@ def resolve_store_spec(explicit: str | None, cwd: Path | None = None) -> str:
         if (d / DEFAULT_STORE / "cas-store.json").is_file():
             return str(d / DEFAULT_STORE)
     return str(here / DEFAULT_STORE)
+
+
+def _same_store(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def open_store(spec: str) -> ObjectStore:

@@ -1,7 +1,11 @@
 """Path hygiene: which authoritative paths a capsule may name.
 
-A path is relative, `/`-separated, with no empty, `.` or `..` segment, no backslash,
-and no NUL or other control character. It must start with an allow-listed prefix.
+A path is relative, `/`-separated, in Unicode NFC, with no empty, `.` or `..` segment,
+no backslash, and no character of the Unicode categories Cc (controls, C0 and C1), Cf
+(format, such as the bidi overrides), Zl, Zp (line and paragraph separators), Co
+(private use), Cs (surrogates) or Cn (unassigned). Each segment is at most 255 bytes
+of UTF-8 and the whole path at most 4,096, the limits of Linux file systems, so a path
+that passes can always be materialized. It must start with an allow-listed prefix.
 Two paths of one state may not collide once case-folded and Unicode-normalised (they
 would be one file on macOS or Windows), and no path may be both a file and a
 directory.
@@ -14,7 +18,31 @@ from collections.abc import Iterable, Sequence
 
 from promote.errors import Denied, InvalidCapsule
 
-__all__ = ["check_allowed", "check_layout", "check_path", "fold"]
+__all__ = [
+    "MAX_PATH_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "REFUSED_CATEGORIES",
+    "check_allowed",
+    "check_layout",
+    "check_path",
+    "fold",
+    "why_bad",
+]
+
+#: The longest segment (file name) and path, in bytes of UTF-8 (NAME_MAX, PATH_MAX).
+MAX_SEGMENT_BYTES = 255
+MAX_PATH_BYTES = 4096
+
+#: Unicode general categories a path may not contain, and what each is.
+REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "a format character (such as a bidi override)",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Co": "a private-use character",
+    "Cs": "a lone surrogate",
+    "Cn": "an unassigned code point",
+}
 
 
 def check_path(path: str) -> None:
@@ -23,16 +51,21 @@ def check_path(path: str) -> None:
     Raises:
         InvalidCapsule: naming the path and what is wrong with it.
     """
-    why = _why_bad(path)
+    why = why_bad(path)
     if why:
         raise InvalidCapsule(f"bad target path {path!r}: {why}")
 
 
-def _why_bad(path: str) -> str | None:
+def why_bad(path: str) -> str | None:
+    """What is wrong with `path` (None when it is clean)."""
     if not path:
         return "empty"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
-        return "contains a control character"
+    for c in path:
+        category = unicodedata.category(c)
+        if category in REFUSED_CATEGORIES:
+            return f"contains U+{ord(c):04X}, {REFUSED_CATEGORIES[category]}"
+    if len(path.encode("utf-8")) > MAX_PATH_BYTES:
+        return f"longer than {MAX_PATH_BYTES} bytes of UTF-8"
     if "\\" in path:
         return "contains a backslash"
     if path.startswith("/"):
@@ -44,6 +77,8 @@ def _why_bad(path: str) -> str | None:
             return "has an empty segment"
         if seg in (".", ".."):
             return f"has a {seg!r} segment"
+        if len(seg.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            return f"has a segment longer than {MAX_SEGMENT_BYTES} bytes of UTF-8"
     if unicodedata.normalize("NFC", path) != path:
         return "is not in Unicode NFC form"
     return None

@@ -15,15 +15,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from cas.backend import ObjectStore, Problem
 from cas.digest import Digest
-from cas.fsutil import fsync_dir
 from cas.hooks import WorkspaceHooks
+from promote.dirfd import LinkInTheWay, open_dir, rmtree_at
 from promote.ledger.files import file_lock
 from promote.ledger.roots import ledger_roots
 from promote.verify import ledger_problems, open_ledger
@@ -53,31 +51,49 @@ class PromoteHooks:
             yield ledger_roots(ledger, store)
 
     def collect_debris(self, dry_run: bool) -> list[str]:
-        """View generations (and their half-built temps) other than the current one."""
+        """View generations (and their half-built temps) other than the current one.
+
+        Everything is removed through directory descriptors, following no link
+        (`promote.dirfd.rmtree_at`): a link planted among the generations is unlinked,
+        never followed, and no mode is changed outside the workspace.
+        """
         meta = self.workspace.meta_dir
-        gens = meta / "generations"
-        if not gens.is_dir():
-            return []
+        try:
+            meta_fd = open_dir(str(meta))
+        except (FileNotFoundError, LinkInTheWay):
+            return []  # no view, or a linked .promote that verify reports
         out = []
-        with file_lock(meta / "view.lock", what="the view lock"):
-            try:
-                current = Path(os.readlink(meta / "current")).name
-            except OSError:
-                current = None
-            for name in sorted(os.listdir(gens)):
-                if name == current:
-                    continue
-                out.append(f".promote/generations/{name}")
-                if not dry_run:
-                    _rmtree(gens / name)
-            for name in sorted(os.listdir(meta)):
-                if name.startswith(".current-"):  # a switch's temp link, left by a kill
-                    out.append(f".promote/{name}")
-                    if not dry_run:
-                        (meta / name).unlink()
-            if out and not dry_run:
-                fsync_dir(gens)
-                fsync_dir(meta)
+        try:
+            with file_lock(meta / "view.lock", what="the view lock"):
+                try:
+                    current = Path(os.readlink("current", dir_fd=meta_fd)).name
+                except OSError:
+                    current = None
+                try:
+                    gens_fd = open_dir("generations", meta_fd)
+                except (FileNotFoundError, LinkInTheWay):
+                    gens_fd = None
+                if gens_fd is not None:
+                    try:
+                        for name in sorted(os.listdir(gens_fd)):
+                            if name == current:
+                                continue
+                            out.append(f".promote/generations/{name}")
+                            if not dry_run:
+                                rmtree_at(gens_fd, name)
+                        if not dry_run:
+                            os.fsync(gens_fd)
+                    finally:
+                        os.close(gens_fd)
+                for name in sorted(os.listdir(meta_fd)):
+                    if name.startswith(".current-"):  # a switch's temp link, left by a kill
+                        out.append(f".promote/{name}")
+                        if not dry_run:
+                            rmtree_at(meta_fd, name)
+                if out and not dry_run:
+                    os.fsync(meta_fd)
+        finally:
+            os.close(meta_fd)
         return out
 
 
@@ -87,22 +103,3 @@ def hooks_for(root: Path) -> WorkspaceHooks:
     Typed as the protocol, so that mypy proves `PromoteHooks` fulfils it.
     """
     return PromoteHooks(root)
-
-
-def _rmtree(path: Path) -> None:
-    """Remove `path`; a link is unlinked, never followed; read-only dirs are opened up."""
-    if path.is_symlink() or not path.is_dir():
-        path.unlink()
-        return
-    for d in _dirs(path):
-        os.chmod(d, stat.S_IRWXU)
-    shutil.rmtree(path)
-
-
-def _dirs(root: Path) -> Iterator[Path]:
-    yield root
-    for dirpath, dirnames, _ in os.walk(root):
-        for d in dirnames:
-            p = Path(dirpath, d)
-            if not p.is_symlink():
-                yield p

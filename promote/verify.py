@@ -202,11 +202,54 @@ def _view_damage(
         return view.problems(state, ref)
 
 
+def linked_dirs(ws: Workspace) -> list[Problem]:
+    """The store, ledger and policy directories, where they or a directory on the
+    way to them inside the workspace is a symlink: their contents then live outside
+    the workspace, where the config did not put them."""
+    import os
+    import stat
+
+    out = []
+    places: list[tuple[str, Path]] = [("policy", ws.policy_dir)]
+    if isinstance(ws.store_spec, Path):
+        places.append(("store", ws.store_spec))
+    if "://" not in ws.ledger_spec:
+        places.append(("ledger", ws.ledger_dir))
+    for what, path in places:
+        try:
+            rel = path.relative_to(ws.root)
+            steps = [ws.root.joinpath(*rel.parts[: n + 1]) for n in range(len(rel.parts))]
+        except ValueError:  # an absolute store the config names: only itself
+            steps = [path]
+        for step in steps:
+            try:
+                linked = stat.S_ISLNK(os.lstat(step).st_mode)
+            except OSError:
+                break
+            if linked:
+                where = (
+                    step.relative_to(ws.root).as_posix()
+                    if step.is_relative_to(ws.root)
+                    else str(step)
+                )
+                out.append(
+                    Problem(
+                        "symlinked",
+                        where,
+                        f"the {what} directory goes through a symlink (to {os.readlink(step)})",
+                    )
+                )
+                break
+    return out
+
+
 def verify_workspace(ws: Workspace, ledger: CommitBackend, view: bool = True) -> list[Problem]:
-    """Ledger checks, plus (with `view`) that the view matches the ledger exactly."""
+    """Ledger checks, plus (with `view`) that the view matches the ledger exactly, and
+    that no store, ledger or policy directory leads out of the workspace by a link."""
     from promote.view import View
 
     problems, state, ref = verify_ledger(ledger, ws.store)
+    problems += linked_dirs(ws)
     if view and state is not None and ref is not None:
         problems += View(ws).problems(state, ref)
     return sorted(problems)

@@ -1,6 +1,6 @@
 """The commands that change a workspace: set it up, promote, revert, recover.
 
-promote init [DIR] [--allow PREFIX]... [--mode symlink|copy] [--ci github]
+promote init [DIR] [--allow PREFIX]... [--mode symlink|copy] [--ci github] [--force]
 promote run CAPSULE [--dry-run] [--json] [--engine E]   (or just: promote CAPSULE)
 promote revert --to SEQ [--dry-run] [--json] [--engine E]
 promote recover
@@ -39,12 +39,21 @@ from promote.cli.common import (
 @click.option(
     "--ci", type=click.Choice(["github"]), help="Also write the CI gate workflow for this host."
 )
-def init(directory: Path | None, allow: tuple[str, ...], mode: str | None, ci: str | None) -> None:
-    """Lay out a workspace: config, default policy, execution/, store, empty view."""
+@click.option(
+    "--force", is_flag=True, help="Rewrite an existing workspace's config with these options."
+)
+def init(
+    directory: Path | None, allow: tuple[str, ...], mode: str | None, ci: str | None, force: bool
+) -> None:
+    """Lay out a workspace: config, default policy, execution/, store, empty view.
+
+    The options are validated before anything is written; on an existing workspace,
+    options that differ from its config are refused (exit 2) unless --force.
+    """
     from promote.view import View
     from promote.workspace import Workspace
 
-    ws = Workspace.init(directory or Path.cwd(), list(allow) or None, mode)
+    ws = Workspace.init(directory or Path.cwd(), list(allow) or None, mode, force=force)
     View(ws).sync(open_ledger(ws))
     click.echo(f"initialized promote workspace {ws.root}")
     if ci:

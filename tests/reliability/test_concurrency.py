@@ -11,7 +11,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import blake3
@@ -131,12 +130,11 @@ def test_fsck_during_writes_reports_no_false_damage(make_ws, zygote: Zygote, tmp
 
 
 def _promote_after(root: Path, zygote: Zygote, name: str) -> None:
-    """The next user gets through at once, well inside the lock timeout."""
+    """The next user gets through without waiting: with a lock timeout of 0, a lock
+    still held would be exit 5."""
     cap = prepare(root, {"release/next": name.encode()}, name=name)
-    start = time.monotonic()
-    r = zygote.run("promote", cap, cwd=root, env={"PROMOTE_LOCK_TIMEOUT": "5"})
+    r = zygote.run("promote", cap, cwd=root, env={"PROMOTE_LOCK_TIMEOUT": "0"})
     assert r.returncode == 0, r.stderr
-    assert time.monotonic() - start < 4
 
 
 def test_locks_of_killed_processes_never_block(make_ws, zygote: Zygote) -> None:
@@ -151,7 +149,6 @@ def test_locks_of_killed_processes_never_block(make_ws, zygote: Zygote) -> None:
         count("concurrency", "cases")
         _promote_after(root, zygote, f"after-{n}")
         check(root, zygote.run, category="concurrency", allow=[("stray-temp", "tmp/*")])
-    assert (root / "execution/ledger/.lock").exists()  # the file stays; the lock does not
     for n in range(3):  # leave something to collect, then kill gc mid-way
         (root / f"junk{n}").write_bytes(f"junk {n}".encode())
         assert real("cas", "put", root / f"junk{n}", cwd=root).returncode == 0

@@ -135,12 +135,24 @@ def test_fuzz_capsules_and_check_reports(make_ws) -> None:
     before = entries(root)
 
     def justified(p: Any) -> None:
+        """An allowing plan has all its evidence, re-derived here from the bytes: the
+        CHECK report it names is in the store, intact, passes, has a check, and
+        covers every target it does not delete by digest and size."""
         if p is None or not p.decision.allow:
             return
+        report_bytes = ws.store.read_bytes(p.capsule.check_report)
+        assert report_bytes == p.check_bytes
+        report = json.loads(report_bytes)
+        assert report["status"] == "pass", report
+        assert report["checks"], report
+        subjects = {(s["digest"], s["size"]) for s in report["subjects"]}
         for t in p.capsule.targets:
             check_path(t.path)
             check_allowed(t.path, ws.allow_list)
+            if t.ref is None:
+                continue
             ws.store.verify(t.ref)
+            assert (str(t.ref.digest), t.ref.size) in subjects, (t, subjects)
 
     @fuzz(1000)
     @given(st.binary(max_size=300))
@@ -233,6 +245,12 @@ def _store_symlink(root: Path) -> Path:
     return cap
 
 
+def _split(data: bytes) -> tuple[str, str]:
+    """The fan-out directory and file name of `data`'s object."""
+    h = blake3.blake3(data).hexdigest()
+    return h[:2], h[2:]
+
+
 def _hostile_check_report(data: bytes) -> Any:
     def make(root: Path) -> Path:
         from reliability.scenario import put
@@ -264,7 +282,11 @@ ATTACKS: dict[str, tuple[Any, int, list[tuple[str, str]]]] = {
         [],
     ),
     "check-report-non-utf8": (_hostile_check_report(b'{"status":"\xff"}'), 3, []),
-    "store-symlink-outside": (_store_symlink, 3, [("not-regular", "objects/blake3/*")]),
+    "store-symlink-outside": (
+        _store_symlink,
+        3,
+        [("not-regular", "objects/blake3/{}/{}".format(*_split(b"root:x:0:0")))],
+    ),
 }
 
 

@@ -219,12 +219,9 @@ def _hold_commit_lock(machine: Machine) -> Iterator[None]:
 def test_a_held_commit_lock_is_a_conflict(machine: Machine) -> None:
     cap = machine.capsule({"release/a.txt": b"a"}, "a")
     with _hold_commit_lock(machine):
-        t0 = time.monotonic()
         r = machine.promote(cap, env={"PROMOTE_LOCK_TIMEOUT": "0.5"})
-        waited = time.monotonic() - t0
     assert r.returncode == 5, r.stderr
     assert b"lock" in r.stderr and b"retry" in r.stderr
-    assert waited < 20
     again = machine.promote(cap)
     assert again.returncode == 0, again.stderr
 

@@ -18,7 +18,7 @@ from servers import S3Server
 
 from cas.backend import ObjectStore
 from cas.digest import Digest, hash_bytes
-from cas.errors import DigestMismatch, ObjectMissing
+from cas.errors import DigestMismatch, IntegrityError, ObjectMissing
 from cas.local import LocalStore
 from cas.s3 import S3Store
 
@@ -121,5 +121,6 @@ def test_corrupt_object_is_never_served_whole(backend: ObjectStore) -> None:
 def test_verify_checks_size_and_bytes(backend: ObjectStore) -> None:
     ref = backend.put_bytes(b"twelve bytes")
     backend.verify(ref)
-    with pytest.raises(Exception, match="promised"):
+    with pytest.raises(IntegrityError, match="promised") as raised:
         backend.verify(type(ref)(ref.digest, 11))
+    assert type(raised.value) is IntegrityError  # a size mismatch, not a missing object
