@@ -41,6 +41,7 @@ from cas._crash import crashpoint
 from cas.backend import CHUNK, ObjectStore, Problem
 from cas.digest import ALGORITHM, Digest, ObjectRef, hash_bytes, hasher
 from cas.errors import (
+    EXIT_USAGE,
     CasError,
     IntegrityError,
     InvalidDigest,
@@ -87,7 +88,11 @@ class StoreIOError(CasError):
 
 
 def _io_error(what: str, e: OSError) -> StoreIOError:
-    return StoreIOError(f"{what}: {e.strerror or e}")
+    """The disk's refusal as one line; a missing path or a permission is exit 2."""
+    err = StoreIOError(f"{what}: {e.strerror or e}")
+    if isinstance(e, (FileNotFoundError, PermissionError)):
+        err.exit_code = EXIT_USAGE
+    return err
 
 
 def _freshen(path: str) -> None:
@@ -179,7 +184,9 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
             pass
 
 
-def _stream_hashing(source: BinaryIO, fd: int, h: Any, size: int) -> int:
+def _stream_hashing(
+    source: BinaryIO, fd: int, h: Any, size: int, tick: Callable[[int], None] | None = None
+) -> int:
     """Read, hash and write `source` to its end, one buffer at a time; the new size."""
     buf = bytearray(BUF)
     view = memoryview(buf)
@@ -192,10 +199,16 @@ def _stream_hashing(source: BinaryIO, fd: int, h: Any, size: int) -> int:
         if size - kicked >= KICK:
             _start_writeback(fd, kicked, size - kicked)
             kicked = size
+            if tick is not None:
+                tick(size)
+    if tick is not None:
+        tick(size)
     return size
 
 
-def _copy_hashing(source: BinaryIO, fd: int, h: Any, size: int) -> int | None:
+def _copy_hashing(
+    source: BinaryIO, fd: int, h: Any, size: int, tick: Callable[[int], None] | None = None
+) -> int | None:
     """Have the kernel copy the rest of a large regular file to `fd` (which holds `size`
     bytes) and hash what lands there; the new size, or None where this cannot be done
     (not a regular file, too small to be worth it, another file system, no syscall),
@@ -222,9 +235,23 @@ def _copy_hashing(source: BinaryIO, fd: int, h: Any, size: int) -> int | None:
             return size
         _hash_range(fd, h, size, n)
         size += n
+        if tick is not None:
+            tick(size)
         if size - kicked >= KICK:
             _start_writeback(fd, kicked, size - kicked)
             kicked = size
+
+
+def _regular_size(source: BinaryIO) -> int | None:
+    """The bytes left to read in `source`, if it is a regular file."""
+    try:
+        fd = source.fileno()
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return max(st.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass
+    return None
 
 
 def _hash_range(fd: int, h: Any, offset: int, length: int) -> None:
@@ -332,7 +359,16 @@ class LocalStore(ObjectStore):
         """The collect lock: shared by writers about to name an object, exclusive by gc."""
         return hold(self.objects, shared=shared, what="the store's collect lock")
 
-    def put(self, source: BinaryIO) -> ObjectRef:
+    def put(
+        self, source: BinaryIO, progress: Callable[[int, int], None] | None = None
+    ) -> ObjectRef:
+        """See `ObjectStore.put`. A large regular file is hashed first: if the store
+        holds it already, nothing is written. `progress(done, total)` counts bytes
+        read (the hash, then the copy of new bytes).
+        """
+        ref, hashed = self._stored_already(source, progress)
+        if ref is not None:
+            return ref
         try:
             with self.creating():  # so fsck never sees the temp before it is locked
                 fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
@@ -342,7 +378,14 @@ class LocalStore(ObjectStore):
         except OSError as e:
             raise _io_error("cannot create a temp file in the store", e) from None
         try:
-            ref = self._ingest(fd, source)
+            tick = None
+            if progress is not None:
+                total = hashed + (_regular_size(source) or 0)
+
+                def tick(done: int) -> None:
+                    progress(hashed + done, max(total, hashed + done))
+
+            ref = self._ingest(fd, source, tick=tick)
             _sync_file(fd)
             crashpoint("put.temp-written")
             self._place(Path(tmp), ref)
@@ -355,10 +398,45 @@ class LocalStore(ObjectStore):
             except FileNotFoundError:
                 pass
 
+    def _stored_already(
+        self, source: BinaryIO, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[ObjectRef | None, int]:
+        """For a regular file from `COPY_MIN` up: its ref if the store holds it already
+        (hashed through a map, on every core; nothing written), and the bytes hashed.
+        Else (None, 0).
+        """
+        if sys.platform != "linux" or not isinstance(source, io.FileIO):
+            return None, 0
+        try:
+            fd = source.fileno()
+            st = os.fstat(fd)
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+        except (OSError, ValueError):
+            return None, 0
+        size = st.st_size - offset
+        if not stat.S_ISREG(st.st_mode) or size < COPY_MIN or offset:
+            return None, 0
+        h = _big_hasher()
+        try:
+            for start in range(0, size, COPY_STEP):
+                _hash_range(fd, h, start, min(COPY_STEP, size - start))
+                if progress is not None:
+                    progress(start + min(COPY_STEP, size - start), 2 * size)
+        except StoreIOError:
+            return None, 0  # not mappable: the copy finds out
+        ref = ObjectRef(Digest(ALGORITHM, h.hexdigest()), size)
+        with self.collecting():
+            if self._present(ref):
+                if progress is not None:
+                    progress(2 * size, 2 * size)
+                return ref, size
+        return None, size
+
     def put_many(
         self,
         sources: Iterable[str | os.PathLike[str] | BinaryIO],
         progress: Callable[[int], None] | None = None,
+        on_error: Callable[[int, CasError], None] | None = None,
     ) -> Iterator[ObjectRef]:
         """Ingest many sources (paths, as `put_file`, or streams, as `put`), in order.
 
@@ -368,23 +446,31 @@ class LocalStore(ObjectStore):
         temps are renamed into place, and it is synced once more (as git's
         `core.fsyncMethod=batch`), instead of two syncs per object. Objects up to
         `SMALL` bytes are read whole and hashed first, so one already stored costs no
-        write. A batch is committed every `BATCH_BYTES` of new data, so that large
-        inputs still report as they go.
+        write, and larger regular files are hashed first for the same reason. A batch is
+        committed every `BATCH_BYTES` of new data, so that large inputs still report as
+        they go. `progress(n)` is told the size of each source once it is staged.
+
+        With `on_error`, a source that fails (missing, a directory, unreadable) is
+        passed to it with its index, and the others are still ingested.
 
         Raises:
-            UsageError: for a source that is missing, a directory or unreadable, after
-                every source before it has been committed and yielded.
+            UsageError: without `on_error`, for a source that is missing, a directory
+                or unreadable, after every source before it has been committed and yielded.
         """
         batch = _Batch(self)
         try:
-            for source in sources:
+            for i, source in enumerate(sources):
+                staged = len(batch.staged)
                 try:
                     batch.add(source)
-                except CasError:
-                    yield from batch.commit()
-                    raise
+                except CasError as e:
+                    if on_error is None:
+                        yield from batch.commit()
+                        raise
+                    on_error(i, e)
+                    continue
                 if progress is not None:
-                    progress(1)
+                    progress(sum(ref.size for _, ref in batch.staged[staged:]))
                 if batch.new_bytes >= BATCH_BYTES:
                     yield from batch.commit()
             yield from batch.commit()
@@ -409,7 +495,13 @@ class LocalStore(ObjectStore):
     def _object_str(self, hexdigest: str) -> str:
         return f"{self._objects_str}/{hexdigest[:2]}/{hexdigest[2:]}"
 
-    def _ingest(self, fd: int, source: BinaryIO, head: bytes = b"") -> ObjectRef:
+    def _ingest(
+        self,
+        fd: int,
+        source: BinaryIO,
+        head: bytes = b"",
+        tick: Callable[[int], None] | None = None,
+    ) -> ObjectRef:
         """Copy `source` to `fd` and hash the same bytes in the same pass; the caller syncs.
 
         `head`, if given, is what was already read from `source`. A large regular file
@@ -422,9 +514,9 @@ class LocalStore(ObjectStore):
         h = hasher()
         h.update(head)
         _write_all(fd, head)
-        size = _copy_hashing(source, fd, h, len(head))
+        size = _copy_hashing(source, fd, h, len(head), tick)
         if size is None:
-            size = _stream_hashing(source, fd, h, len(head))
+            size = _stream_hashing(source, fd, h, len(head), tick)
         try:
             os.fchmod(fd, READ_ONLY)
         except OSError as e:
@@ -518,8 +610,9 @@ class LocalStore(ObjectStore):
     def fsck(
         self,
         quarantine: bool = False,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Problem]:
+        """See `ObjectStore.fsck`; `progress(done, total)` counts bytes re-hashed."""
         problems: list[Problem] = []
         for path in self.stray_temps():
             problems.append(
@@ -539,11 +632,23 @@ class LocalStore(ObjectStore):
             candidates.append((rel, fan + name))
         import concurrent.futures  # here, not at the top: only fsck needs it
 
+        batches = self._work_batches(candidates)
+        total = sum(i[2].st_size for b in batches for i in b if isinstance(i[2], os.stat_result))
+        counter = _Counter()
         with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            for n, found in pool.map(self._check_objects, self._work_batches(candidates)):
-                problems.extend(found)
+            pending = {pool.submit(self._check_objects, b, counter.add) for b in batches}
+            while pending:
+                # With progress, wake up ten times a second to report the bytes done,
+                # including those of a large object still being hashed.
+                done, pending = concurrent.futures.wait(
+                    pending,
+                    timeout=0.1 if progress is not None else None,
+                    return_when=concurrent.futures.FIRST_COMPLETED,
+                )
+                for future in done:
+                    problems.extend(future.result())
                 if progress is not None:
-                    progress(n)
+                    progress(min(counter.value, total), total)
         problems.sort()
         if quarantine:
             self._set_aside(problems)
@@ -598,11 +703,17 @@ class LocalStore(ObjectStore):
             batches.append(small)
         return batches
 
-    def _check_objects(self, items: list[_Item]) -> tuple[int, list[Problem]]:
-        return len(items), [p for item in items for p in self._check_object(*item)]
+    def _check_objects(
+        self, items: list[_Item], tick: Callable[[int], None] | None = None
+    ) -> list[Problem]:
+        return [p for item in items for p in self._check_object(*item, tick=tick)]
 
     def _check_object(
-        self, rel: str, hexdigest: str, st: os.stat_result | OSError | None
+        self,
+        rel: str,
+        hexdigest: str,
+        st: os.stat_result | OSError | None,
+        tick: Callable[[int], None] | None = None,
     ) -> list[Problem]:
         digest = f"{ALGORITHM}:{hexdigest}"
         if st is None:
@@ -617,7 +728,7 @@ class LocalStore(ObjectStore):
                 Problem("permissions", rel, f"mode {stat.S_IMODE(st.st_mode):o}, want 444", digest)
             )
         try:
-            got, size = _hash_file(f"{self.location}/{rel}")
+            got, size = _hash_file(f"{self.location}/{rel}", tick)
         except OSError as e:
             return [*problems, Problem("unreadable", rel, e.strerror or str(e), digest)]
         if got != hexdigest:
@@ -654,7 +765,19 @@ class LocalStore(ObjectStore):
 _buffers = threading.local()
 
 
-def _hash_file(path: str) -> tuple[str, int]:
+class _Counter:
+    """A byte count that several threads add to."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+
+def _hash_file(path: str, tick: Callable[[int], None] | None = None) -> tuple[str, int]:
     """The hex digest and size of a file's bytes, without following a symlink.
 
     As b3sum does, files from `MAP_MIN` up are hashed through read-only memory maps
@@ -672,6 +795,8 @@ def _hash_file(path: str) -> tuple[str, int]:
                     fd, min(WINDOW, size - offset), offset=offset, access=mmap.ACCESS_READ
                 ) as window:
                     h.update(window)
+                if tick is not None:
+                    tick(min(WINDOW, size - offset))
         else:
             h = hasher()
             buf = getattr(_buffers, "buf", None)
@@ -682,6 +807,8 @@ def _hash_file(path: str) -> tuple[str, int]:
             while n := os.readv(fd, [buf]):
                 h.update(view[:n])
                 size += n
+            if tick is not None:
+                tick(size)
     finally:
         os.close(fd)
     return str(h.hexdigest()), size
@@ -722,6 +849,11 @@ class _Batch:
                     self._add(None, head)
                     return
             with os.fdopen(os.dup(fd), "rb", buffering=0) as f:
+                assert isinstance(f, io.FileIO)
+                stored, _ = self.store._stored_already(f)
+                if stored is not None:  # a large file the store holds: nothing to write
+                    self.staged.append((None, stored))
+                    return
                 self._add(f, _read_upto(f, SMALL + 1, st.st_size + 1))
         finally:
             os.close(fd)
