@@ -122,8 +122,9 @@ def push_ledger(local: FileLedger, remote: PgLedger, store: ObjectStore) -> tupl
     with local.lock():
         problems, state, _ = verify_ledger(local, store)
         if problems or state is None:
+            n = len(problems)
             raise IntegrityError(
-                f"the local ledger {local.location} has {len(problems)} problems;"
+                f"the local ledger {local.location} has {n} problem{'' if n == 1 else 's'};"
                 " 'promote ledger verify' lists them"
             )
         mine = local.head()
@@ -302,9 +303,9 @@ def checkout(
         raise ConflictError("the ledger kept moving during the checkout; retry")
     problems = view.problems(state, head.state)
     if problems:
-        p = problems[0]
+        p, n = problems[0], len(problems)
         raise IntegrityError(
             f"the view at {target.view_root} differs from the ledger after checkout:"
-            f" {p.kind} {p.location}: {p.detail} ({len(problems)} problems)"
+            f" {p.kind} {p.location}: {p.detail} ({n} problem{'' if n == 1 else 's'})"
         )
     return Checkout(head, target.view_root, len(state.pointers), target.view_mode)

@@ -229,6 +229,7 @@ def test_push_refuses_a_broken_local_ledger(tmp_path: Path, pg_url: str) -> None
     e1.write_bytes(e1.read_bytes() + b" ")
     r = m.promote("ledger", "push", pg_url)
     assert r.returncode == 3
+    assert b"has 1 problem; 'promote ledger verify' lists them" in r.stderr, r.stderr
     with PgLedger(pg_url) as ledger:
         assert ledger.head().seq == 0
 
