@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from cas._cli import emit_json, json_option, path_option
+from cas._cli import emit_json, info, json_option, path_option
 from promote.cli.common import (
     MODES,
     dry_run_option,
@@ -55,12 +55,12 @@ def init(
 
     ws = Workspace.init(directory or Path.cwd(), list(allow) or None, mode, force=force)
     View(ws).sync(open_ledger(ws))
-    click.echo(f"initialized promote workspace {ws.root}")
+    info(f"initialized promote workspace {ws.root}")
     if ci:
         from promote.ci import write_workflow
 
         path, written = write_workflow(ws, ci)
-        click.echo(f"wrote {path}" if written else f"kept {path} (delete it to regenerate)")
+        info(f"wrote {path}" if written else f"kept {path} (delete it to regenerate)")
 
 
 @click.command()

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import Flow
+from helpers import Flow, run_cli
 
 from cas.digest import Digest
 from cas.local import LocalStore
@@ -46,6 +46,19 @@ def test_help_lists_the_run_options(flow: Flow) -> None:
     out = flow.run("promote", "--help").stdout.decode()
     section = out.split("Options of promote CAPSULE (promote run):")[1].split("Commands:")[0]
     assert "--dry-run" in section and "--json" in section and "--engine" in section
+
+
+def test_quiet_init_prints_nothing(tmp_path: Path) -> None:
+    """`-q` leaves out the notes of `promote init`, before or after the subcommand, --ci too."""
+    for i, args in enumerate((["-q", "init"], ["init", "-q", "--ci", "github"])):
+        root = tmp_path / f"ws{i}"
+        root.mkdir()
+        r = run_cli("promote", *args, cwd=root)
+        assert (r.returncode, r.stdout, r.stderr) == (0, b"", b""), r.stderr
+        assert (root / "control/promote/config.json").is_file()
+    assert (tmp_path / "ws1/.github/workflows").is_dir()
+    r = run_cli("promote", "init", cwd=tmp_path / "ws0")  # without -q, the note
+    assert r.returncode == 0 and r.stdout.startswith(b"initialized promote workspace ")
 
 
 def test_refusals_have_one_format(flow: Flow) -> None:
