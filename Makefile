@@ -35,8 +35,10 @@ lint: install-test
 docs: install
 	$(BIN)/python docs/gen_cli.py
 
-## test: lint, then the whole test suite
-test: lint
+## test: the system packages (installed as root, else named), lint, the whole test suite
+test:
+	PYTHON="$(PYTHON)" bash .ci/system-packages.sh
+	$(MAKE) --no-print-directory lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 ## bench: time cas against dd, git, git-annex and b3sum (minutes; see docs/performance.md)
