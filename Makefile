@@ -31,9 +31,10 @@ lint: install-test
 	$(BIN)/ruff format --check cas promote tests docs
 	$(BIN)/mypy
 
-## docs: regenerate docs/cli.md from the click commands
+## docs: regenerate docs/cli.md and the man pages docs/man/ from the click commands
 docs: install
 	$(BIN)/python docs/gen_cli.py
+	$(BIN)/python docs/gen_man.py
 
 ## test: the system packages (installed as root, else named), lint, the whole test suite
 test:
