@@ -4,20 +4,25 @@ Engines:
 - `regorus`: embedded (the default), evaluated in a child process of its own
   (`promote.policy.regorus_child`) that is killed at the deadline.
 - `opa`: the `opa eval` command line, when a binary is configured or on PATH.
-- `opa-rest`: OPA's REST Data API, `POST <url>/v1/data/<package path>/<rule>`.
+- `opa-rest`: OPA's REST Data API, `POST <url>/v1/data/<package path>/<rule>`, on a
+  server checked to hold exactly the pinned bundle (ADR 11).
 
 Every engine asks the same two rules, `data.<package>.allow` and `data.<package>.deny`,
 never the package document (regorus 0.13 mis-evaluates a rule read through the package
 when the package spans several modules). `decide` turns anything short of
 `allow == true` with an empty `deny` into a deny: an engine error, a missing or
 unparsable policy, an undefined result, a result of the wrong type. The reasons say
-which. A timeout is not a deny but an engine error (EngineTimeout, exit 1): a decision
-never depends on load.
+which. Every engine evaluates with strict built-in errors (regorus always does; `opa
+eval --strict-builtin-errors`; `?strict-builtin-errors=true` over REST): a built-in's
+error is an engine error, hence a deny, never a silently undefined deny rule. A timeout
+is not a deny but an engine error (EngineTimeout, exit 1): a decision never depends on
+load.
 """
 
 from __future__ import annotations
 
 import abc
+import ipaddress
 import json
 import os
 import shutil
@@ -25,6 +30,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.parse
+import urllib.request
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -249,7 +257,8 @@ class OpaCliEngine(Engine):
         # One query, two rules: each collected into a list, empty when undefined.
         query = f'{{"allow": [x | x := {allow}], "deny": [x | x := {deny}]}}'
         with tempfile.TemporaryDirectory(prefix="promote-opa-") as d:
-            args = [self.binary, "eval", "--format", "json", "--stdin-input"]
+            args = [self.binary, "eval", "--format", "json", "--strict-builtin-errors"]
+            args.append("--stdin-input")
             for name, text in sorted(bundle.files.items()):
                 path = Path(d, name)
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +291,16 @@ class OpaCliEngine(Engine):
 
 
 class OpaRestEngine(Engine):
-    """OPA's REST Data API. No `result` in the answer means undefined, hence deny."""
+    """OPA's REST Data API, checked to serve exactly the pinned bundle (ADR 11).
+
+    Before and after it asks the two rules, the engine reads what the server holds
+    (`GET /v1/policies`) and refuses, as an engine error, any difference from the
+    bundle it records: a module missing, changed, or not in the bundle. The version
+    recorded is the server's own (`GET /v1/config`, `result.labels.version`).
+    Evaluation asks for strict built-in errors, as regorus evaluates. Redirects are not
+    followed, and a loopback server is reached without the environment's proxy, so the
+    token goes nowhere but `url`. No request is made before `decide` asks.
+    """
 
     name = "opa-rest"
 
@@ -301,11 +319,18 @@ class OpaRestEngine(Engine):
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        if _is_loopback(host):
+            handlers.append(urllib.request.ProxyHandler({}))
+        opener = urllib.request.build_opener(*handlers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())
+            with opener.open(req, timeout=self.timeout) as resp:
+                raw = resp.read()
         except urllib.error.HTTPError as e:
-            raise PolicyError(f"OPA at {self.url}: HTTP {e.code}") from None
+            raise PolicyError(
+                f"OPA at {self.url}: {method} {path.split('?')[0]}: HTTP {e.code}{_opa_message(e)}"
+            ) from None
         except TimeoutError:
             raise EngineTimeout(f"OPA at {self.url} timed out after {self.timeout:g}s") from None
         except (urllib.error.URLError, OSError, ValueError) as e:
@@ -313,10 +338,25 @@ class OpaRestEngine(Engine):
                 raise EngineTimeout(
                     f"OPA at {self.url} timed out after {self.timeout:g}s"
                 ) from None
-            raise PolicyError(f"OPA at {self.url} is unreachable: {e}") from None
+            raise PolicyError(f"OPA at {self.url} is unreachable: {_first_line(e)}") from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            where = path.split("?")[0]
+            raise PolicyError(f"OPA at {self.url}: {method} {where}: not a JSON answer") from None
 
     def version(self) -> str:
-        return "rest"
+        answer = _with_deadline(
+            self.timeout, f"OPA at {self.url}", self._request, "GET", "/v1/config"
+        )
+        labels = answer.get("result", {}).get("labels") if isinstance(answer, dict) else None
+        found = labels.get("version") if isinstance(labels, dict) else None
+        if not isinstance(found, str) or not found:
+            raise PolicyError(
+                f"OPA at {self.url} did not say its version (GET /v1/config: no"
+                " result.labels.version)"
+            )
+        return found
 
     def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
         value: dict[str, Any] = _with_deadline(
@@ -324,14 +364,100 @@ class OpaRestEngine(Engine):
         )
         return value
 
+    def _check_served(self, bundle: PolicyBundle) -> None:
+        """Refuse unless the server holds exactly the bundle's modules (by their text)."""
+        answer = self._request("GET", "/v1/policies")
+        served = answer.get("result") if isinstance(answer, dict) else None
+        if not isinstance(served, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("raw"), str) for p in served
+        ):
+            raise PolicyError(f"OPA at {self.url}: GET /v1/policies: not a list of policies")
+        want = Counter(bundle.files.values())
+        got = Counter(str(p["raw"]) for p in served)
+        if want == got:
+            return
+        missing = [n for n, t in sorted(bundle.files.items()) if got[t] < want[t]]
+        extra = sorted(str(p.get("id")) for p in served if got[p["raw"]] > want[p["raw"]])
+        parts = []
+        if missing:
+            parts.append("missing or changed: " + ", ".join(missing[:5]))
+        if extra:
+            parts.append("not in the bundle: " + ", ".join(extra[:5]))
+        raise PolicyError(
+            f"OPA at {self.url} does not serve the pinned policy {bundle.ref().digest}"
+            f" ({'; '.join(parts)})"
+        )
+
     def _evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+        self._check_served(bundle)
         body = b'{"input":' + input_json.encode() + b"}"
         out: dict[str, Any] = {}
         for key, query in zip(("allow", "deny"), rule_queries(bundle.package), strict=True):
-            answer = self._request("POST", "/v1/data/" + query[5:].replace(".", "/"), body)
-            if isinstance(answer, dict) and "result" in answer:
+            path = "/v1/data/" + query[5:].replace(".", "/") + "?strict-builtin-errors=true"
+            answer = self._request("POST", path, body)
+            if not isinstance(answer, dict):
+                raise PolicyError(f"OPA at {self.url}: POST {path}: not a JSON object")
+            if "result" in answer:
                 out[key] = answer["result"]
+        self._check_served(bundle)  # and still the same once both rules are answered
         return out
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: the token and the input go to `engine.url` and nowhere else."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _opa_message(e: Any) -> str:
+    """`: <message>` of OPA's error body (`{"code", "message", "errors": [...]}`), if any."""
+    try:
+        doc = json.loads(e.read(65536))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    errors = doc.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    if isinstance(first, dict) and isinstance(first.get("message"), str):
+        return f": {_first_line(first['message'])}"
+    message = doc.get("message")
+    return f": {_first_line(message)}" if isinstance(message, str) and message else ""
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_opa_url(url: str, insecure: bool = False) -> str:
+    """`url` if the REST engine may use it: https, or http to loopback unless `insecure`.
+
+    Raises:
+        WorkspaceError: (exit 2) another scheme, credentials in the URL, or plain http
+            to a host that is not loopback without `engine.insecure`.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WorkspaceError(f"engine.url {url!r}: want http(s)://host[:port]")
+    if parts.username or parts.password:
+        raise WorkspaceError(
+            "engine.url carries credentials: remove them; the bearer token comes from"
+            " PROMOTE_OPA_TOKEN"
+        )
+    if parts.query or parts.fragment:
+        raise WorkspaceError(f"engine.url {url!r}: no query or fragment, please")
+    if parts.scheme == "http" and not insecure and not _is_loopback(parts.hostname):
+        raise WorkspaceError(
+            f"engine.url {url}: plain http only to loopback; use https, or set"
+            " engine.insecure to true"
+        )
+    return url
 
 
 def _with_deadline(timeout: float, what: str, fn: Any, *args: Any) -> Any:
@@ -458,7 +584,19 @@ def decide(engine: Engine, bundle: PolicyBundle, input_doc: Any) -> Decision:
 
 
 def engine_from_config(config: Mapping[str, Any], override: str | None = None) -> Engine:
-    """Build the configured engine (`--engine` overrides the config's `engine.kind`)."""
+    """Build the configured engine (`--engine` overrides the config's `engine.kind`).
+
+    Contacts nothing: the `opa-rest` server is first asked when `decide` runs.
+
+    Raises:
+        WorkspaceError: (exit 2) an unknown engine, a key no longer read, an http URL
+            that is not loopback (without `engine.insecure`), a missing binary or URL.
+    """
+    if "token_env" in config:
+        raise WorkspaceError(
+            "engine.token_env is no longer read: delete it from the config and put the"
+            " bearer token in PROMOTE_OPA_TOKEN"
+        )
     kind = override or config.get("kind", "regorus")
     timeout = float(config.get("timeout", DEFAULT_TIMEOUT))
     if kind == "regorus":
@@ -469,6 +607,9 @@ def engine_from_config(config: Mapping[str, Any], override: str | None = None) -
         url = config.get("url") or os.environ.get("PROMOTE_OPA_URL")
         if not url:
             raise WorkspaceError("engine 'opa-rest' needs engine.url in the config")
-        token = os.environ.get(config.get("token_env", "PROMOTE_OPA_TOKEN"))
-        return OpaRestEngine(url, token, timeout)
+        insecure = config.get("insecure", False)
+        if not isinstance(insecure, bool):
+            raise WorkspaceError("engine.insecure: want true or false")
+        token = os.environ.get("PROMOTE_OPA_TOKEN") or None
+        return OpaRestEngine(check_opa_url(str(url), insecure), token, timeout)
     raise WorkspaceError(f"unknown policy engine {kind!r} (want regorus, opa or opa-rest)")
