@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Flow
+from policy import opa_standin
 
 POLICY = Path(__file__).parents[2] / "control" / "policy"
 
@@ -67,19 +68,20 @@ def test_coverage_shows_an_untested_rule(flow: Flow) -> None:
     assert b"not covered: promote.rego: lines none" in r.stdout
 
 
+EXTRA_TESTS = (
+    "package more.extra_test\nimport rego.v1\n\n"
+    "test_true if { true }\n"
+    "test_false if { 1 == 2 }\n"
+    "test_value := 7\n"
+    "test_boom if { x := 1 / 0; x > 0 }\n"
+    "todo_test_later if { false }\n"
+    "helper(x) := x\n"
+    "test_uses_helper if { helper(1) == 1 }\n"
+)
+
+
 def test_failures_errors_and_skips(flow: Flow) -> None:
-    write_policy(
-        flow,
-        "more/extra_test.rego",
-        "package more.extra_test\nimport rego.v1\n\n"
-        "test_true if { true }\n"
-        "test_false if { 1 == 2 }\n"
-        "test_value := 7\n"
-        "test_boom if { x := 1 / 0; x > 0 }\n"
-        "todo_test_later if { false }\n"
-        "helper(x) := x\n"
-        "test_uses_helper if { helper(1) == 1 }\n",
-    )
+    write_policy(flow, "more/extra_test.rego", EXTRA_TESTS)
     r = flow.run("promote", "policy", "test")
     assert r.returncode == 1
     out = r.stdout.decode()
@@ -143,61 +145,56 @@ def test_engine_without_a_test_runner(flow: Flow) -> None:
     assert b"cannot run tests" in r.stderr
 
 
-FAKE_OPA_RESULTS = [
-    {"location": {"file": "{dir}/a_test.rego", "row": 4, "col": 1}, "package": "data.a", "name": "test_ok", "duration": 1},
-    {"location": {"file": "{dir}/a_test.rego", "row": 5, "col": 1}, "package": "data.a", "name": "test_no", "fail": True, "duration": 1},
-    {"location": {"file": "{dir}/a_test.rego", "row": 6, "col": 1}, "package": "data.a", "name": "test_err", "error": {"code": "eval_builtin_error", "message": "div: divide by zero"}, "duration": 1},
-    {"location": None, "package": "data.a", "name": "todo_test_x", "skip": True, "duration": 1},
-]  # fmt: skip
-
-
-def fake_opa(tmp_path: Path, results: object, exit_code: int) -> Path:
-    """A stand-in for the opa binary: answers `version` and `test --format json DIR`."""
-    log = tmp_path / "opa.log"
-    script = tmp_path / "opa"
-    payload = json.dumps(results).replace("'", "'\\''")
-    script.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = version ]; then echo "Version: 1.4.2"; exit 0; fi\n'
-        f'echo "$@" >> {log}\n'
-        f'ls "$4" >> {log}\n'
-        f"printf '%s' '{payload}' | sed \"s#{{dir}}#$4#g\"\n"
-        f"exit {exit_code}\n"
-    )
-    script.chmod(0o755)
-    return script
-
-
-def use_opa(flow: Flow, binary: Path) -> None:
+def use_opa(flow: Flow, binary: str) -> None:
     cfg = flow.root / "control/promote/config.json"
     config = json.loads(cfg.read_bytes())
-    config["engine"] = {"kind": "opa", "binary": str(binary)}
+    config["engine"] = {"kind": "opa", "binary": binary}
     cfg.write_text(json.dumps(config))
 
 
-def test_opa_test_results_are_read(flow: Flow, tmp_path: Path) -> None:
-    use_opa(flow, fake_opa(tmp_path, FAKE_OPA_RESULTS, 2))
+@pytest.fixture
+def opa(tmp_path: Path) -> str:
+    """An `opa` executable: the stand-in of tests/policy, running real OPA v1.20.2."""
+    return opa_standin.install(str(tmp_path))
+
+
+def test_opa_test_results_are_read(flow: Flow, opa: str) -> None:
+    """`opa test --format json` of real OPA: pass, fail, error and skip, as regorus says."""
+    write_policy(flow, "more/extra_test.rego", EXTRA_TESTS)
+    use_opa(flow, opa)
     r = flow.run("promote", "policy", "test")
     assert r.returncode == 1, r.stderr.decode()
-    assert r.stdout.decode().splitlines() == [
-        "PASS  data.a.test_ok",
-        "FAIL  data.a.test_no  (a_test.rego:5)",
-        "ERROR data.a.test_err  (a_test.rego:6): div: divide by zero",
-        "SKIP  data.a.todo_test_x",
+    lines = r.stdout.decode().splitlines()
+    assert [ln for ln in lines if "more.extra_test" in ln] == [
+        "PASS  data.more.extra_test.test_true",
+        "FAIL  data.more.extra_test.test_false  (more/extra_test.rego:5)",
+        "FAIL  data.more.extra_test.test_value  (more/extra_test.rego:6)",
+        "ERROR data.more.extra_test.test_boom  (more/extra_test.rego:7): div: divide by zero",
+        "SKIP  data.more.extra_test.todo_test_later",
+        "PASS  data.more.extra_test.test_uses_helper",
     ]
-    assert b"policy tests (opa 1.4.2): 1 passed, 1 failed, 1 errors, 1 skipped" in r.stderr
-    log = (tmp_path / "opa.log").read_text().splitlines()
-    assert log[0].startswith("test --format json ")
-    assert log[1:] == ["promote.rego", "promote_test.rego"]
+    assert re.search(
+        rb"policy tests \(opa 1\.20\.2\): \d+ passed, 2 failed, 1 errors, 1 skipped", r.stderr
+    )
+    opa_doc = json.loads(flow.run("promote", "policy", "test", "--json").stdout)
+    regorus = json.loads(
+        flow.run("promote", "policy", "test", "--json", "--engine", "regorus").stdout
+    )
+    assert opa_doc["summary"] == regorus["summary"]
+    status = {r["package"] + "." + r["name"]: r["status"] for r in regorus["results"]}
+    assert {r["package"] + "." + r["name"]: r["status"] for r in opa_doc["results"]} == status
 
 
-def test_opa_all_passing_and_broken(flow: Flow, tmp_path: Path) -> None:
-    use_opa(flow, fake_opa(tmp_path, FAKE_OPA_RESULTS[:1], 0))
-    assert flow.run("promote", "policy", "test").returncode == 0
-    use_opa(flow, fake_opa(tmp_path, "1 error occurred: a.rego:3: rego_parse_error", 1))
+def test_opa_all_passing_and_broken(flow: Flow, opa: str) -> None:
+    use_opa(flow, opa)
+    r = flow.run("promote", "policy", "test")
+    assert r.returncode == 0, r.stderr.decode()
+    assert re.search(rb"policy tests \(opa 1\.20\.2\): \d+ passed, 0 failed", r.stdout)
+    write_policy(flow, "broken.rego", "package promote\nimport rego.v1\nallow if {\n")
     r = flow.run("promote", "policy", "test")
     assert r.returncode == 1
-    assert b"opa test failed" in r.stderr
+    assert b"opa test failed" in r.stderr and b"rego_parse_error" in r.stderr
+    assert len(r.stderr.decode().splitlines()) == 1
 
 
 # -- promote policy eval ------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from promote.policy.engines import Engine, OpaCliEngine, RegorusEngine, decide, load_bundle
+from promote.policy.testing import OpaTester, RegorusTester, run_policy_tests
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]
@@ -53,3 +54,14 @@ def test_regorus_and_real_opa_agree_on_decision_bytes(make: Any, vector: dict[st
         ref.policy,
         ref.input,
     )
+
+
+def test_policy_tests_agree_with_real_opa(opa_standin_binary: str) -> None:
+    """`promote policy test`'s two runners, regorus and real OPA (`opa test` through the
+    stand-in), give every shipped test the same status."""
+    bundle = load_bundle(REPO / "promote/data/policy", tests=True)
+    opa = run_policy_tests(OpaTester(opa_standin_binary), bundle)
+    ref = run_policy_tests(RegorusTester(), bundle)
+    assert (opa.engine, opa.engine_version) == ("opa", "1.20.2")
+    assert opa.ok and ref.ok
+    assert {r.ref: r.status for r in opa.results} == {r.ref: r.status for r in ref.results}

@@ -4,6 +4,11 @@ Invariant: an engine error, a crash or an undefined result is a deny (exit 4),
 recorded with its reason in execution/promote/report.json, and nothing is promoted. A
 timeout is an engine error (exit 1): no decision is recorded, since a decision must not
 depend on load, and nothing is promoted either.
+
+The `opa` and `opa-rest` rows run real OPA v1.20.2 through the stand-ins of
+tests/policy (an `opa` executable, an OPA REST API server on loopback). Fakes, named
+so, remain only for what real OPA does not do on demand: hang, crash, be killed,
+answer garbage, fail with HTTP 500.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from policy import opa_standin
+from policy.opa_rest_standin import StandinServer
 from reliability.checker import check, count
 from reliability.scenario import Zygote, entries, prepare
 
@@ -63,20 +70,46 @@ def _denied(root: Path, cli: Zygote, reason: str) -> None:
 
 REGO = {
     "runtime-error": ("package promote\nimport rego.v1\nallow := 1 / 0 == 0\n", "policy"),
+    # under non-strict built-in errors this deny would be undefined, and allow true
+    "builtin-error": (
+        'package promote\nimport rego.v1\nallow := true\ndeny contains "x" if startswith(input.capsule.targets, "a")\n',
+        "policy engine error",
+    ),
     "undefined": ("package promote\nimport rego.v1\nother := true\n", "undefined"),
+    "allow-null": ("package promote\nimport rego.v1\nallow := null\n", "undefined"),
     "allow-not-boolean": ('package promote\nimport rego.v1\nallow := "true"\n', "not true"),
     "deny-wrong-type": ("package promote\nimport rego.v1\nallow := true\ndeny := 3\n", "deny"),
     "syntax": ("package promote\nallow if {\n", "policy engine error"),
 }
 
 
+@pytest.fixture(scope="module")
+def opa_rest_standin() -> Iterator[StandinServer]:
+    """The OPA REST API stand-in: real OPA v1.20.2 on loopback."""
+    server = StandinServer()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("kind", ["regorus", "opa", "opa-rest"])
 @pytest.mark.parametrize("case", list(REGO))
-def test_regorus_fails_closed(make_ws, cli: Zygote, case: str) -> None:
+def test_engines_fail_closed(
+    make_ws, cli: Zygote, case: str, kind: str, tmp_path: Path, opa_rest_standin: StandinServer
+) -> None:
+    """The same broken policy is a deny for regorus and for real OPA, CLI and REST."""
     root = make_ws()
     text, reason = REGO[case]
     for f in (root / "control/policy").glob("*.rego"):
         f.unlink()
     (root / "control/policy/promote.rego").write_text(text)
+    if kind == "opa":
+        _engine(root, {"kind": "opa", "binary": opa_standin.install(str(tmp_path)), "timeout": 20})
+    elif kind == "opa-rest":
+        try:
+            opa_rest_standin.load({"promote.rego": text})
+        except RuntimeError:  # OPA refuses it too: the server holds no promote.rego
+            opa_rest_standin.load({})
+        _engine(root, {"kind": "opa-rest", "url": opa_rest_standin.url, "timeout": 20})
     _denied(root, cli, reason)
 
 
@@ -119,17 +152,12 @@ FAKE_OPA = {
     "crashes": ("echo 'opa: panic: boom' >&2; exit 2", "opa eval failed"),
     "killed": ("kill -9 $$", "opa eval failed"),
     "garbage": ("echo 'not json'", "unreadable output"),
-    "undefined": ("echo '{}'", "undefined"),
-    "allow-string": (
-        'echo \'{"result":[{"expressions":[{"value":{"allow":["true"],"deny":[[]]}}]}]}\'',
-        "not true",
-    ),
 }
 
 
 @pytest.mark.parametrize("case", list(FAKE_OPA))
 def test_fake_opa_cli_fails_closed(make_ws, cli: Zygote, case: str, tmp_path: Path) -> None:
-    """A fake `opa` binary that hangs, crashes, is killed or answers nonsense."""
+    """A fake `opa` binary that crashes, is killed or answers nonsense."""
     root = make_ws()
     body, reason = FAKE_OPA[case]
     fake = tmp_path / "opa"
@@ -144,11 +172,11 @@ def test_fake_opa_cli_fails_closed(make_ws, cli: Zygote, case: str, tmp_path: Pa
 
 
 class _FakeOpaHandler(http.server.BaseHTTPRequestHandler):
-    """A fake OPA server: answers every POST with one canned (mis)behaviour."""
+    """A fake OPA server: answers every request with one canned misbehaviour."""
 
-    mode = "no-result"
+    mode = "error"
 
-    def do_POST(self) -> None:
+    def _answer(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         mode = type(self).mode
         if mode == "hang":
@@ -156,19 +184,14 @@ class _FakeOpaHandler(http.server.BaseHTTPRequestHandler):
         if mode == "error":
             self.send_response(500)
             self.end_headers()
-            self.wfile.write(b'{"code":"internal_error"}')
+            self.wfile.write(b'{"code":"internal_error","message":"boom"}')
             return
-        rule = self.path.rsplit("/", 1)[-1]  # the engine asks .../allow, then .../deny
-        body = {
-            "no-result": b"{}",
-            "hang": b'{"result":true}' if rule == "allow" else b'{"result":[]}',
-            "garbage": b"<html>",
-            "allow-null": b'{"result":null}' if rule == "allow" else b'{"result":[]}',
-        }[mode]
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(b"<html>" if mode == "garbage" else b"{}")
+
+    do_GET = do_POST = _answer
 
     def log_message(self, *args: object) -> None:
         pass
@@ -187,10 +210,8 @@ def fake_opa_server() -> Iterator[tuple[str, type[_FakeOpaHandler]]]:
 
 
 REST = {
-    "no-result": "undefined",
     "error": "HTTP 500",
-    "garbage": "unreachable",
-    "allow-null": "undefined",
+    "garbage": "not a JSON answer",
 }
 
 
