@@ -20,8 +20,6 @@ from promote.workspace import Workspace
 
 __all__ = ["ledger_problems", "verify_ledger", "verify_workspace"]
 
-REFERENCED = ("capsule", "check_report", "decision", "policy", "state_before", "state_after")
-
 
 def _object_problem(store: ObjectStore, ref: ObjectRef, where: str) -> Problem | None:
     try:
@@ -99,7 +97,7 @@ def verify_ledger(
                 Problem("ledger", where, "replaying its changes does not give its state_after")
             )
             broken = True
-        refs = [ObjectRef.from_dict(doc[k]) for k in REFERENCED]
+        refs = entry.refs()
         refs += [c.after for c in entry.changes if c.after is not None]
         for ref in refs:
             if ref in checked or ref == EMPTY_STATE.ref():

@@ -39,7 +39,7 @@ from cas.errors import IntegrityError, UsageError
 from promote.canonical import load_json
 from promote.errors import InvalidDocument
 from promote.ledger.backend import CommitBackend
-from promote.ledger.entry import ENTRY_SCHEMA
+from promote.ledger.entry import ENTRY_SCHEMAS
 from promote.ledger.merkle import (
     BLAKE3_TREE,
     ProofError,
@@ -359,7 +359,7 @@ def _leaves(
 
     A cheap link check runs on the way: in an entry's canonical bytes the keys `prev`,
     `schema` and `seq` are adjacent (RFC 8785 sorts keys), so each entry must hold
-    `"prev":<previous entry's digest>,"schema":"promote-ledger-entry/v1","seq":<n>,`
+    `"prev":<previous entry's digest>,"schema":"promote-ledger-entry/v<1|2>","seq":<n>,`
     verbatim. This catches an edited, dropped or reordered entry without parsing 100,000
     JSON documents; `promote ledger verify` remains the full check.
 
@@ -376,9 +376,10 @@ def _leaves(
     kept = None
     prev = b"null"
     leaf = TREE.leaf
+    schemas = [s.encode() for s in ENTRY_SCHEMAS]
     for seq, data in enumerate(islice(backend.entries(), size), start=1):
-        link = b'"prev":%s,"schema":"%s","seq":%d,' % (prev, ENTRY_SCHEMA.encode(), seq)
-        if link not in data:
+        links = [b'"prev":%s,"schema":"%s","seq":%d,' % (prev, s, seq) for s in schemas]
+        if not any(link in data for link in links):
             raise IntegrityError(
                 f"ledger entry {seq} does not link to entry {seq - 1} (run 'promote ledger verify')"
             )

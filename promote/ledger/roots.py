@@ -1,7 +1,8 @@
 """The objects a workspace's ledger keeps alive: the roots of `cas gc`.
 
-Every entry names its capsule, CHECK report, decision, policy bundle, the pointer
-states before and after, and the objects its changes point at (old and new). Each
+Every entry names its capsule, its evidence (the attestations; a v1 entry's CHECK
+report), decision, policy bundle, trust roots (v2), the pointer states before and
+after, and the objects its changes point at (old and new). Each
 decision in turn names the policy bundle and the input document it was made from,
 so that anyone can re-run it. All of these, for every entry ever committed, are
 roots: the ledger is an audit trail, and an audit trail whose evidence was collected
@@ -20,8 +21,6 @@ from promote.model import State
 
 __all__ = ["ledger_roots"]
 
-_REFS = ("capsule", "check_report", "decision", "policy", "state_before", "state_after")
-
 
 def ledger_roots(ledger: CommitBackend, store: ObjectStore) -> set[Digest]:
     """Every digest the ledger references, directly or through its decisions and states.
@@ -35,7 +34,7 @@ def ledger_roots(ledger: CommitBackend, store: ObjectStore) -> set[Digest]:
     roots.add(head.state.digest)
     for seq in range(1, head.seq + 1):
         entry = parse_entry(ledger.read(seq))
-        refs = [ObjectRef.from_dict(entry.doc[k]) for k in _REFS]
+        refs = entry.refs()
         for c in entry.changes:
             refs += [r for r in (c.before, c.after) if r is not None]
         roots.update(r.digest for r in refs)

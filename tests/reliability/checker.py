@@ -129,8 +129,11 @@ def replay(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def _named_refs(store: Path, entries: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for n, doc in enumerate(entries, 1):
-        for key in ("capsule", "check_report", "decision", "policy", "state_before"):
-            out.append((f"entry {n} {key}", doc[key]))
+        for key in ("capsule", "check_report", "decision", "policy", "trust", "state_before"):
+            if key in doc:
+                out.append((f"entry {n} {key}", doc[key]))
+        for i, ref in enumerate(doc.get("evidence", [])):
+            out.append((f"entry {n} evidence {i}", ref))
         out.append((f"entry {n} state_after", doc["state_after"]))
         for c in doc["changes"]:
             if c["to"] is not None:
