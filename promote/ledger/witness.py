@@ -39,6 +39,7 @@ from cas.errors import ConflictError, IntegrityError
 from cas.fsutil import atomic_write, makedirs_durable
 from promote.ledger.checkpoint import (
     ForeignLog,
+    MalformedCheckpoint,
     TlogCheckpoint,
     hasher_for,
 )
@@ -250,8 +251,8 @@ class Witness:
         if log is None:
             raise UnknownLog(f"this witness does not follow the log {cp.origin[:100]!r}")
         if len(cp.root) != log.hasher.size:
-            raise ForkDetected(
-                f"the root is {len(cp.root)} bytes, the log's hash is {log.hasher.size}"
+            raise MalformedCheckpoint(
+                f"checkpoint: the root is {len(cp.root)} bytes, the log's hash gives {log.hasher.size}"
             )
         open_note(note, log.keys)
         if len(proof) > MAX_PROOF:

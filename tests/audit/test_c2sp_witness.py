@@ -11,6 +11,7 @@ import pytest
 from cas.errors import EXIT_CONFLICT, EXIT_INTEGRITY
 from promote.ledger.checkpoint import (
     ForeignLog,
+    MalformedCheckpoint,
     TlogCheckpoint,
     ledger_origin,
     open_checkpoint,
@@ -188,6 +189,12 @@ def test_the_log_signature_is_checked_first(tmp_path: Path, log: Log) -> None:
     with pytest.raises(BadNoteSignature):
         w.cosign(tampered)
     assert w.last(ORIGIN) is None
+
+
+def test_a_root_of_another_length_is_malformed(tmp_path: Path, log: Log) -> None:
+    w = witness(tmp_path, log)
+    with pytest.raises(MalformedCheckpoint, match="16 bytes"):
+        w.cosign(sign_checkpoint(TlogCheckpoint(ORIGIN, 1, bytes(16)), log.signer))
 
 
 def test_unknown_log_is_refused(tmp_path: Path, log: Log) -> None:
