@@ -10,10 +10,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[web]'
 
 install-test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,web]'
 	# real OPA v1.20.2 for the policy tests; its metadata says Python >= 3.14, it runs on 3.11
 	$(BIN)/pip install -q --ignore-requires-python 'opa-golib-python-bindings==0.4.4'
 
@@ -31,10 +31,12 @@ lint: install-test
 	$(BIN)/ruff format --check cas promote tests docs
 	$(BIN)/mypy
 
-## docs: regenerate docs/cli.md and the man pages docs/man/ from the click commands
+## docs: regenerate docs/cli.md and the man pages docs/man/ from the click commands,
+## and docs/web-openapi.json, the description of promote serve's JSON API
 docs: install
 	$(BIN)/python docs/gen_cli.py
 	$(BIN)/python docs/gen_man.py
+	$(BIN)/python -m promote.web.openapi docs/web-openapi.json
 
 ## test: the system packages (installed as root, else named), lint, the whole test suite
 test:

@@ -23,6 +23,8 @@ command -v git >/dev/null || need+=(git)
 [ -x "${PG_BINDIR:-/usr/lib/postgresql/15/bin}/initdb" ] || need+=(postgresql-15)
 # the reliability suite injects I/O faults with libfiu (tests/reliability/test_faults.py)
 command -v fiu-run >/dev/null || need+=(fiu-utils)
+# the web view's browser test drives Debian's chromium with Playwright (tests/web/)
+command -v chromium >/dev/null || need+=(chromium)
 # `python3 -m venv` needs ensurepip, which Debian ships apart (only until .venv exists)
 if [ ! -x .venv/bin/python ] && ! "${PYTHON:-python3}" -c 'import ensurepip' 2>/dev/null; then
   need+=(python3-venv)

@@ -12,7 +12,7 @@ or corrupt is reported as such, never guessed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -34,6 +34,7 @@ __all__ = [
     "Status",
     "change_summary",
     "iter_log",
+    "read_doc",
     "resolve_seq",
     "show",
     "status",
@@ -52,8 +53,8 @@ def change_summary(change: Change) -> str:
     return f"{change.path} -> {_short(change.after.digest) if change.after else 'absent'}"
 
 
-def _read_doc(store: ObjectStore, ref: ObjectRef, what: str) -> tuple[Any, str | None]:
-    """The parsed document `ref` names, or (None, why it cannot be had)."""
+def read_doc(store: ObjectStore, ref: ObjectRef, what: str) -> tuple[Any, str | None]:
+    """The parsed document `ref` names, read verified, or (None, why it cannot be had)."""
     try:
         store.verify(ref)
         return load_json(store.read_bytes(ref.digest, limit=MAX_DOC), what), None
@@ -74,6 +75,8 @@ class LogRecord:
     changes: list[Change]
     #: The capsule's `meta`; None when the capsule cannot be read from the store.
     meta: dict[str, str] | None
+    #: The entry's parsed document (for readers that show more than the line).
+    doc: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,26 +101,36 @@ def _entry(ledger: CommitBackend, seq: int) -> Entry:
 
 
 def iter_log(
-    ws: Workspace, ledger: CommitBackend, limit: int | None = None, reverse: bool = False
+    ws: Workspace,
+    ledger: CommitBackend,
+    limit: int | None = None,
+    reverse: bool = False,
+    start: int | None = None,
 ) -> Iterator[LogRecord]:
-    """The promotions, newest first (oldest first with `reverse`), at most `limit`.
+    """The promotions, newest first (oldest first with `reverse`), at most `limit`,
+    from entry `start` on (default: the head, or entry 1 with `reverse`).
+
+    Reads only the entries it yields, by seq: a page of a long ledger costs a page.
 
     Raises:
         IntegrityError: an entry that is missing or not a well-formed canonical entry.
     """
     head = ledger.head()
-    seqs = range(1, head.seq + 1) if reverse else range(head.seq, 0, -1)
+    if reverse:
+        seqs = range(max(start or 1, 1), head.seq + 1)
+    else:
+        seqs = range(min(head.seq if start is None else start, head.seq), 0, -1)
     if limit is not None:
         seqs = seqs[:limit]
     for seq in seqs:
         entry = _entry(ledger, seq)
         capsule = ObjectRef.from_dict(entry.doc["capsule"])
-        doc, _ = _read_doc(ws.store, capsule, "capsule")
+        doc, _ = read_doc(ws.store, capsule, "capsule")
         meta = None
         if isinstance(doc, dict):
             raw = doc.get("meta", {})
             meta = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-        yield LogRecord(seq, entry.hash, capsule, entry.changes, meta)
+        yield LogRecord(seq, entry.hash, capsule, entry.changes, meta, entry.doc)
 
 
 # -- show --------------------------------------------------------------------------
@@ -218,13 +231,16 @@ def show(ws: Workspace, ledger: CommitBackend, seq: int) -> Shown:
     """
     entry = _entry(ledger, seq)
     missing: list[str] = []
-    docs = []
+    docs: list[Any] = []
     for key, what in (
         ("capsule", "capsule"),
         ("check_report", "CHECK report"),
         ("decision", "decision"),
     ):
-        doc, why = _read_doc(ws.store, ObjectRef.from_dict(entry.doc[key]), what)
+        if key not in entry.doc:  # a v2 entry names `evidence`, not a CHECK report
+            docs.append(None)
+            continue
+        doc, why = read_doc(ws.store, ObjectRef.from_dict(entry.doc[key]), what)
         if why:
             missing.append(why)
         docs.append(doc)

@@ -67,9 +67,10 @@ def run_script(
 
 
 def present(shared: Path, *missing: str) -> tuple[Path, Path]:
-    """PATH with b3sum, git and fiu-run less `missing`; PG_BINDIR with initdb unless
-    "initdb" is in `missing`."""
-    commands = {c: "exit 0" for c in ("b3sum", "git", "fiu-run") if c not in missing}
+    """PATH with b3sum, git, fiu-run and chromium less `missing`; PG_BINDIR with initdb
+    unless "initdb" is in `missing`."""
+    names = ("b3sum", "git", "fiu-run", "chromium")
+    commands = {c: "exit 0" for c in names if c not in missing}
     path_dir = fake_bin(shared / "bin", commands)
     pg = fake_bin(shared / "pg", {} if "initdb" in missing else {"initdb": "exit 0"})
     return path_dir, pg
@@ -81,6 +82,7 @@ def present(shared: Path, *missing: str) -> tuple[Path, Path]:
         (("b3sum",), "/bin/true", "b3sum"),
         (("b3sum", "fiu-run", "initdb"), "/bin/true", "b3sum postgresql-15 fiu-utils"),
         (("git",), "/bin/false", "git python3-venv"),  # no ensurepip: python3-venv
+        (("chromium",), "/bin/true", "chromium"),  # the web view's browser test
     ],
 )
 def test_without_root_one_line_naming_the_packages(

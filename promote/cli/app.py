@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 
 from cas import _cli
-from promote.cli import attest, history, policy, promotion, proofs, remote, verify
+from promote.cli import attest, history, policy, promotion, proofs, remote, serve, verify
 
 __all__ = ["main", "run_main"]
 
@@ -98,7 +98,7 @@ def run_main() -> NoReturn:
 
 main.add_command(ledger)
 _cli.add_common_commands(main, "promote")
-for _family in (promotion, verify, history, proofs, policy, remote, attest):
+for _family in (promotion, verify, history, proofs, policy, remote, attest, serve):
     for _cmd in _family.COMMANDS:
         main.add_command(_cmd)
     for _cmd in _family.LEDGER_COMMANDS:
