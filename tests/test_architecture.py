@@ -4,6 +4,7 @@ back through others. Every import counts, lazy ones inside functions included.""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,19 @@ def test_the_store_never_imports_the_gate() -> None:
         if dep.split(".")[0] == "promote"
     }
     assert not offenders, f"cas must stand alone: {sorted(offenders)}"
+
+
+def test_the_store_names_no_gate_module_to_load_dynamically() -> None:
+    """Nor a string that importlib could load promote by ('promote.x', 'promote.x:f')."""
+    found = {
+        f"{path.relative_to(ROOT)}: {node.value}"
+        for path in sorted((ROOT / "cas").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"promote(\.\w+)*(:\w+)?", node.value)
+    }
+    assert not found, f"cas must not load promote by name: {sorted(found)}"
 
 
 def test_no_import_cycle() -> None:
