@@ -547,6 +547,50 @@ class Bench:
             "object reads; a real ledger adds about four small objects to re-hash per entry",
         )
 
+    # 9. the web view's timeline over the big ledger: server time, paged
+    def serve_rows(self, runs: int) -> list[dict[str, Any]]:
+        """`promote serve`'s pages over the ~100,000-entry ledger, timed in the server:
+        the application in a child process (Starlette's TestClient, no network), each
+        page requested `runs` times after one warm-up, its median in ms."""
+        ws, n = self.big_ledger()
+        out = subprocess.run(
+            [self.python, "-c", SERVE_PAGES, str(ws), str(max(runs, 5))],
+            check=True,
+            capture_output=True,
+        ).stdout
+        timings = json.loads(out)
+        rows = []
+        for page, title, target in (
+            ("/", f"promote serve: timeline page (50 of {n} entries), newest", SERVE_TARGET_MS),
+            ("/?from=50", "promote serve: timeline page, oldest entries", SERVE_TARGET_MS),
+            (f"/entries/{n}", "promote serve: entry page (the head)", None),
+            ("/api/timeline", "promote serve: timeline as JSON", SERVE_TARGET_MS),
+        ):
+            ms = statistics.median(timings[page])
+            rows.append(
+                {
+                    "case": "serve-ms",
+                    "title": title,
+                    "ours": f"GET {page}",
+                    "server_ms": round(ms, 2),
+                    "server_runs_ms": [round(t, 2) for t in timings[page]],
+                    "target_ms": target,
+                    "met": None if target is None else ms <= target,
+                }
+            )
+        rows.append(
+            {
+                "case": "serve-ms",
+                "title": f"promote serve: path and digest index of {n} entries, built once",
+                "ours": "first GET /paths/... or /search",
+                "server_ms": round(timings["index_s"] * 1000, 1),
+                "server_runs_ms": [round(timings["index_s"] * 1000, 1)],
+                "target_ms": None,
+                "met": None,
+            }
+        )
+        return rows
+
     # -- S3 on loopback (SeaweedFS, as the tests start it) -----------------------
 
     def s3_cases(self, server: Any, only: set[str]) -> list[Case]:
@@ -672,6 +716,42 @@ atomic_write(ledger.dir / "HEAD", canonical(head.to_dict()))
 os.sync()
 """
 
+#: Run as `python -c SERVE_PAGES WORKSPACE RUNS`: time `promote serve`'s pages in the
+#: server (Starlette's TestClient calls the application in-process), as JSON: page ->
+#: milliseconds per run, and index_s, the seconds the path/digest index takes to build.
+SERVE_PAGES = """
+import json, sys, time
+from pathlib import Path
+from starlette.testclient import TestClient
+from promote.verify import open_ledger
+from promote.web.app import create_app
+from promote.web.data import Reader
+from promote.workspace import Workspace
+
+ws = Workspace.load(Path(sys.argv[1]))
+runs = int(sys.argv[2])
+reader = Reader(ws, open_ledger)
+client = TestClient(create_app(reader))
+head = reader.ledger.head().seq
+out = {}
+for page in ("/", "/?from=50", f"/entries/{head}", "/api/timeline"):
+    assert client.get(page).status_code == 200, page
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = client.get(page)
+        times.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 200, page
+    out[page] = times
+t = time.perf_counter()
+reader.index.update(reader.ledger)
+out["index_s"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+#: The timeline page's server-time target (issue 17): 300 ms with 100,000 entries.
+SERVE_TARGET_MS = 300
+
 #: Run as `python -c BOTO3 put BUCKET PREFIX PATH` (a file, or a directory: every file
 #: under it) or `python -c BOTO3 get BUCKET PREFIX` (every object under the prefix): a
 #: plain boto3 script, as `aws s3 cp [--recursive]` does it (transfer manager, 10 at a
@@ -713,6 +793,8 @@ else:
 GUARDED = ["--expect-current", "--base", "current", "-o", "capsule.json"]
 
 PROMOTE_CASES = ["promote-targets", "promote-ledger", "ledger-verify"]
+#: Timed in the server, not as a command: rows of their own.
+SERVE_CASES = ["serve-timeline"]
 S3_CASES = ["s3-put-large", "s3-put-many", "s3-fsck"]
 
 
@@ -803,6 +885,21 @@ def table(rows: list[dict[str, Any]]) -> str:
                     "yes" if r["met"] else "NO",
                 )
             )
+        elif r["case"] == "serve-ms":
+            target = f"<= {r['target_ms']} ms" if r["target_ms"] is not None else "report"
+            met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+            lines.append(
+                (
+                    r["title"],
+                    r["ours"],
+                    "",
+                    f"{r['server_ms']:.1f} ms (server)",
+                    "",
+                    "",
+                    target,
+                    met,
+                )
+            )
         elif r["case"] == "peak-rss":
             lines.append(
                 (
@@ -850,6 +947,7 @@ CASES = [
     "fsck",
     "startup",
     *PROMOTE_CASES,
+    *SERVE_CASES,
     *S3_CASES,
 ]
 
@@ -937,6 +1035,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 c = slots[key]()
                 measure(c, args.runs)
                 rows += rows_of(c)
+        if "serve-timeline" in only:
+            rows += b.serve_rows(args.runs)
         if only & set(S3_CASES):
             rmtree(work)
             work.mkdir()

@@ -68,3 +68,18 @@ class Served:
         self.proc.terminate()
         _, err = self.proc.communicate(timeout=30)
         return self.proc.returncode, err
+
+
+def verify_problems(flow: Any) -> list[dict[str, Any]]:
+    """What `promote verify` finds in the workspace of `flow` (anything with a
+    `root`), as the view reports problems."""
+    from promote.verify import verify_workspace
+
+    ws = Workspace.load(flow.root)
+    ledger = open_ledger(ws)
+    try:
+        return [p.to_dict() for p in verify_workspace(ws, ledger)]
+    finally:
+        close = getattr(ledger, "close", None)
+        if close is not None:
+            close()

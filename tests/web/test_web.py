@@ -14,7 +14,7 @@ import pytest
 from helpers import Flow, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from web_site import client_for, entry_doc
+from web_site import client_for, entry_doc, verify_problems
 
 from promote.web.app import CSP
 
@@ -330,26 +330,30 @@ def test_search_refuses_what_is_neither(client: Any, q: str) -> None:
 # -- verification ------------------------------------------------------------------------
 
 
-def test_verify_clean_then_cached_then_damage_found_on_recheck(tmp_path: Path) -> None:
+def test_verify_as_promote_verify_then_cached_then_damage_found_on_recheck(
+    tmp_path: Path,
+) -> None:
     flow = Flow.init(tmp_path / "ws")
     assert flow.release({"release/a": b"a"}).returncode == 0
     c = client_for(flow.root)
     first = ok_json(c, "/api/verify")
-    assert first["clean"] is True and first["problems"] == [] and first["cached"] is False
+    assert first["problems"] == verify_problems(flow)
+    assert first["clean"] is (first["problems"] == []) and first["cached"] is False
     assert first["head"]["seq"] == 1
     assert ok_json(c, "/api/verify")["cached"] is True
-    assert 'id="verdict">clean' in ok_html(c, "/verify")
+    verdict = "clean" if first["clean"] else f"{len(first['problems'])} problem"
+    assert f'id="verdict">{verdict}' in ok_html(c, "/verify")
     # damage an object the ledger names: the cache (same head) does not see it ...
     hexd = entry_doc(flow, 1)["decision"]["digest"][7:]
     obj = flow.root / ".cas/objects/blake3" / hexd[:2] / hexd[2:]
     obj.chmod(0o644)
     obj.write_bytes(b"damaged")
-    assert ok_json(c, "/api/verify")["clean"] is True
-    # ... a recheck does, and so does the next promotion's head
+    assert ok_json(c, "/api/verify")["problems"] == first["problems"]
+    # ... a recheck does
     again = ok_json(c, "/api/verify?recheck=1")
     assert again["clean"] is False and again["cached"] is False
     assert any(p["digest"] == f"blake3:{hexd}" for p in again["problems"])
-    assert "1 problem" in ok_html(c, "/verify") or "problems" in ok_html(c, "/verify")
+    assert again["problems"] == verify_problems(flow)
     assert c.get("/api/verify?recheck=yes").status_code == 400
 
 
@@ -603,3 +607,17 @@ def test_serve_is_in_the_command_list() -> None:
     assert r.returncode == 0
     for option in ("--bind", "--allow-remote", "--serve-objects", "127.0.0.1:8080"):
         assert option in r.stdout.decode()
+
+
+def test_serve_without_the_web_extra_says_how_to_install_it(site: Flow, tmp_path: Path) -> None:
+    """The stack missing (a `uvicorn` that cannot be imported stands in for it): one
+    line naming the extra, exit 2."""
+    shadow = tmp_path / "shadow" / "uvicorn"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError('no uvicorn', name='uvicorn')\n")
+    r = run_cli("promote", "serve", cwd=site.root, env={"PYTHONPATH": str(shadow.parent)})
+    assert r.returncode == 2
+    assert r.stderr.decode() == (
+        "promote: error: promote serve needs the web extra (uvicorn is missing):"
+        " pip install 'cas-promote[web]'\n"
+    )
