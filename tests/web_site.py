@@ -52,7 +52,7 @@ class Served:
 
     def __init__(self, root: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [script("promote"), "--root", str(root), "serve", "--bind", "127.0.0.1:0", *args],
+            [script("promote"), "serve", "--root", str(root), "--bind", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=clean_env(),

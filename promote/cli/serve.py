@@ -1,6 +1,6 @@
 """The command that serves a read-only web view of a workspace.
 
-    promote serve [--bind 127.0.0.1:8080] [--allow-remote] [--serve-objects]
+    promote serve [--root WS] [--bind 127.0.0.1:8080] [--allow-remote] [--serve-objects]
 
 Needs the `web` extra (`pip install 'cas-promote[web]'`). See docs/web.md.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 
 import click
 
@@ -43,6 +44,11 @@ def is_loopback(host: str) -> bool:
 
 @click.command(name="serve")
 @click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    help="The workspace to serve (as promote --root; default: found by walking up).",
+)
+@click.option(
     "--bind",
     default=DEFAULT_BIND,
     show_default=True,
@@ -59,7 +65,9 @@ def is_loopback(host: str) -> bool:
     help="Serve object bytes by digest at /objects/DIGEST (default: 404).",
 )
 @click.pass_context
-def serve_cmd(ctx: click.Context, bind: str, allow_remote: bool, serve_objects: bool) -> None:
+def serve_cmd(
+    ctx: click.Context, root: Path | None, bind: str, allow_remote: bool, serve_objects: bool
+) -> None:
     """A read-only web view and JSON API of the workspace: the timeline, each entry's
     changes, decision, reasons and evidence, path history, verification and search.
 
@@ -84,6 +92,8 @@ def serve_cmd(ctx: click.Context, bind: str, allow_remote: bool, serve_objects: 
             " pip install 'cas-promote[web]'"
         ) from None
 
+    if root is not None:
+        ctx.find_root().obj["root"] = root
     ws = workspace(ctx)
     reader = Reader(ws, open_ledger, serve_objects=serve_objects)
     reader.head()  # the ledger opens and reads before anything listens
