@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Regenerate the repository's execution/ (the example's ledger and report) from the
-# example, in a fresh temp directory. Same inputs, byte-identical outputs.
+# example, in a fresh temp directory. Same inputs, byte-identical outputs: the keys are
+# the example's, derived from fixed seeds (examples/example-keys.sh).
 # Usage: examples/regenerate.sh [DEST]   (default: the repository's execution/)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dest="${1:-$here/../execution}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-bash "$here/demo.sh" "$tmp/ws" >/dev/null
+bash "$here/example-keys.sh" "$tmp/keys"
+DEMO_KEYS="$tmp/keys" bash "$here/demo.sh" "$tmp/ws" >/dev/null
 rm -rf "$dest/ledger" "$dest/promote"
 mkdir -p "$dest/ledger/entries" "$dest/promote"
 cp "$tmp/ws/execution/ledger/HEAD" "$dest/ledger/HEAD"

@@ -34,19 +34,25 @@ def new_capsule(
     ws: Workspace,
     ledger: CommitBackend,
     targets: Sequence[str],
-    check_report: str,
+    check_report: str | None,
     expects: Sequence[str] = (),
     expect_current: bool = False,
     base: str | None = None,
     builder: str | None = None,
     source_revision: str | None = None,
     deletes: Sequence[str] = (),
+    attestations: Sequence[str] = (),
 ) -> bytes:
     """The bytes of a capsule, validated exactly as `promote` will validate it.
+
+    With `attestations` (DSSE envelopes in the store), a `promote-capsule/v2`; with a
+    `check_report` instead, a `promote-capsule/v1`, whose report is unsigned evidence.
 
     Raises:
         UsageError: a malformed argument, or a digest the store does not hold.
     """
+    if (check_report is None) == (not attestations):
+        raise UsageError("name the evidence: --attestation DIGEST (repeatable) or --check-report")
     store = ws.store
     head = ledger.head() if (expect_current or base == "current") else None
     state = load_state(store, head.state) if head and expect_current else None
@@ -88,8 +94,18 @@ def new_capsule(
         meta["builder"] = builder
     if source_revision:
         meta["source_revision"] = source_revision
-    report = Digest.parse(check_report)
-    capsule = Capsule(tuple(built), report, base_digest, meta)
+    if check_report is not None:
+        evidence: tuple[Digest, ...] = (Digest.parse(check_report),)
+        version = 1
+    else:
+        evidence = tuple(Digest.parse(a) for a in attestations)
+        version = 2
+        if len(set(evidence)) != len(evidence):
+            raise UsageError("--attestation: the same attestation is named twice")
+    try:
+        capsule = Capsule(tuple(built), evidence, base_digest, meta, version=version)
+    except ValueError as e:
+        raise UsageError(f"capsule: {e}") from None
     data = pretty(capsule.to_dict())
     # The same validation promote runs, up to its hygiene (not the policy): fail here,
     # not later. Every refusal is exit 2.
@@ -99,8 +115,30 @@ def new_capsule(
         check_path(path)
     current = load_state(store, (head or ledger.head()).state).pointers
     check_layout(paths, current)
-    _check_report_in_store(store, report)
+    if version == 1:
+        _check_report_in_store(store, evidence[0])
+    else:
+        for digest in evidence:
+            _attestation_in_store(store, digest)
     return data
+
+
+def _attestation_in_store(store: ObjectStore, digest: Digest) -> None:
+    """Refuse an attestation the store lacks, or that is no DSSE envelope."""
+    from promote.attest.dsse import MAX_ENVELOPE, load_envelope
+
+    try:
+        data = store.read_bytes(digest, limit=MAX_ENVELOPE)
+    except ObjectMissing:
+        raise UsageError(
+            f"--attestation {digest} is not in the store (sign it with 'promote attest')"
+        ) from None
+    except IntegrityError as e:
+        raise UsageError(f"--attestation {digest}: {e}") from None
+    try:
+        load_envelope(data)
+    except InvalidDocument as e:
+        raise UsageError(f"--attestation {digest}: {e}") from None
 
 
 def _check_report_in_store(store: ObjectStore, digest: Digest) -> None:

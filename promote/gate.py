@@ -1,9 +1,12 @@
 """`promote <capsule>`: the gate, step by step.
 
 1. validate the capsule (schema, then meaning: path hygiene, allow-list, collisions)
-2. verify every digest against the store (present, right size, re-hashes)
-3. verify the CHECK report (schema, status pass, subjects cover every target)
-4. check the compare-and-swap guards, then ask the policy (failing closed)
+2. verify every digest against the store (present, right size, re-hashes); refuse a
+   policy or trust roots other than those the ledger head pins (`promote.pins`)
+3. read the evidence: verify each attestation against the pinned trust roots and
+   match its subjects against the targets' bytes (`promote.evidence`)
+4. check the compare-and-swap guards, then ask the policy (failing closed); for a
+   control capsule, run the new policy's tests first and ask the pinned policy
 5. commit: pointer state plus ledger entry, one compare-and-swap
 6. materialize the view from the committed state
 7. write the report (on every run: promoted, denied or failed)
@@ -14,6 +17,7 @@ Steps 1-4 decide without writing; `plan` stops there, which is `--dry-run`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +28,32 @@ from cas.digest import Digest, ObjectRef, hash_bytes
 from cas.errors import CasError, ConflictError, IntegrityError, ObjectMissing
 from cas.fsutil import atomic_write, makedirs_durable, open_error
 from cas.local import LocalStore
+from promote.attest.errors import Untrusted
+from promote.attest.keys import PrivateKey
+from promote.attest.statement import CONTROL_PREDICATE
+from promote.attest.trust import TrustRoots
 from promote.canonical import canonical, pretty
-from promote.errors import Denied, InvalidCapsule, InvalidDocument, LinkageError, PolicyError
+from promote.errors import Denied, InvalidCapsule, LinkageError, PolicyError
+from promote.evidence import Attestation, read_evidence
 from promote.ledger.backend import CommitBackend, load_state
-from promote.ledger.entry import Entry, Head, build_entry
-from promote.model import (
-    ABSENT,
-    Capsule,
-    Change,
-    State,
-    load_capsule,
-    load_check_report,
-)
+from promote.ledger.entry import Entry, Head, build_entry, sign_entry
+from promote.model import ABSENT, Capsule, Change, State, load_capsule
 from promote.paths import check_allowed, check_layout, check_path
+from promote.pins import (
+    Pins,
+    check_pins,
+    head_pins,
+    load_pinned_bundle,
+    load_pinned_trust,
+    workspace_trust,
+)
 from promote.policy.engines import Decision, PolicyBundle, decide, engine_from_config, load_bundle
 from promote.workspace import Workspace
 
 __all__ = ["Plan", "Outcome", "plan", "promote", "read_capsule"]
 
 REPORT_SCHEMA = "promote-report/v1"
+INPUT_SCHEMA = "promote-policy-input/v2"
 MAX_CAPSULE = 16 << 20
 
 
@@ -52,15 +63,20 @@ class Plan:
 
     capsule_bytes: bytes
     capsule: Capsule
-    check_bytes: bytes
+    evidence: list[Attestation]
     head: Head
     state_before: State
     state_after: State
     changes: list[Change]
+    #: The bundle that decided (for a control capsule: the pinned one).
     bundle: PolicyBundle
+    #: The trust roots in force after this entry (for a control capsule: the new ones).
+    trust: TrustRoots
     input_bytes: bytes
     decision: Decision
     entry: Entry
+    #: A control capsule's new policy bundle (None for a release).
+    new_bundle: PolicyBundle | None = None
 
     @property
     def capsule_ref(self) -> ObjectRef:
@@ -168,26 +184,130 @@ def _check_guards(capsule: Capsule, head: Head, state: State) -> None:
 
 
 def policy_input(
-    ws: Workspace,
+    *,
     capsule_doc: Any,
     capsule_ref: ObjectRef,
-    check_doc: Any,
     capsule: Capsule,
+    attestations: list[Attestation],
     head: Head,
     state: State,
+    allow_list: list[str],
+    control: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The policy input, `promote-policy-input/v2` (control/promote/promote_protocol.md).
+
+    Pure: the same capsule, evidence, state, head and allow-list give the same input,
+    so a verifier can rebuild it from what the ledger records.
+    """
     current = {}
     for t in capsule.targets:
         held = state.get(t.path)
         current[t.path] = held.to_dict() if held else None
     return {
+        "schema": INPUT_SCHEMA,
+        "kind": capsule.kind,
         "capsule": capsule_doc,
         "capsule_digest": str(capsule_ref.digest),
-        "check_report": check_doc,
+        "attestations": [a.to_input() for a in attestations],
         "current": current,
-        "allow_list": list(ws.allow_list),
+        "allow_list": list(allow_list),
         "ledger": {"seq": head.seq, "head": str(head.entry) if head.entry else None},
+        "control": dict(control) if control is not None else None,
     }
+
+
+def _control(
+    ws: Workspace, pins: Pins, engine: str | None
+) -> tuple[PolicyBundle, PolicyBundle, TrustRoots, TrustRoots]:
+    """A control capsule's (pinned bundle, new bundle, pinned trust, new trust), once
+    the new policy's tests pass.
+
+    Raises:
+        Denied (4): the new policy does not load, or its tests do not pass.
+    """
+    from promote.policy.testing import PolicyTestError, run_policy_tests, tester_from_config
+
+    try:
+        new_bundle = load_bundle(ws.policy_dir, ws.policy_package)
+        tested = load_bundle(ws.policy_dir, ws.policy_package, tests=True)
+    except PolicyError as e:
+        raise Denied(f"control change: the new policy: {e}") from None
+    new_trust = workspace_trust(ws)
+    pinned_bundle = (
+        load_pinned_bundle(ws.store, pins.policy) if pins.policy is not None else new_bundle
+    )
+    pinned_trust = load_pinned_trust(ws.store, pins.trust) if pins.trust is not None else new_trust
+    try:
+        run = run_policy_tests(tester_from_config(ws.engine_config, engine), tested)
+    except PolicyTestError as e:
+        raise Denied(f"control change: the new policy's tests: {e}") from None
+    if not run.ok or not run.results:
+        failed = [r.ref for r in run.results if r.status in ("fail", "error")]
+        why = f"{len(failed)} failed ({', '.join(failed[:5])})" if failed else "no test passed"
+        raise Denied(
+            f"control change: the new policy's tests do not pass: {why} (promote policy test)"
+        )
+    return pinned_bundle, new_bundle, pinned_trust, new_trust
+
+
+def _check_control_evidence(
+    ws: Workspace,
+    evidence: list[Attestation],
+    want: Mapping[str, str],
+    new_trust: TrustRoots,
+    trust_changes: bool,
+) -> None:
+    """A control capsule's evidence must include a control-change attestation naming
+    exactly the new digests; a trust change must also meet the admin threshold of the
+    new trust roots (old and new keys, as TUF rotates a root).
+
+    Raises:
+        LinkageError (3): no attestation names the change. Untrusted (3): the new
+            trust roots' admin threshold is not met.
+    """
+    from promote.attest.dsse import load_envelope
+    from promote.attest.trust import get_verification_result
+
+    naming = [
+        a
+        for a in evidence
+        if a.predicate_type == CONTROL_PREDICATE and dict(a.predicate) == dict(want)
+    ]
+    if not naming:
+        raise LinkageError(
+            f"control change: no attestation of type {CONTROL_PREDICATE} names the"
+            f" workspace's policy {want['policy']} and trust roots {want['trust']}"
+        )
+    if not trust_changes:
+        return
+    for a in naming:
+        envelope = load_envelope(ws.store.read_bytes(a.digest, limit=a.size))
+        result = get_verification_result(envelope, new_trust, "admin")
+        if result.verified:
+            return
+    raise Untrusted(
+        f"control change: a change of the trust roots must be signed to the admin threshold"
+        f" of the new trust roots too: {result.reason()}"
+    )
+
+
+def _runner_key(ws: Workspace, trust: TrustRoots) -> PrivateKey:
+    """The runner key, whose public key must be a runner of the trust roots in force.
+
+    Raises:
+        InvalidKey (2): no usable key file. Untrusted (3): a key no runner holds.
+    """
+    from promote.attest.keys import key_id
+    from promote.attest.runner import load_runner_key
+
+    key = load_runner_key(ws.root)
+    kid = key_id(key.public_key())
+    if kid not in trust.keys or "runner" not in trust.signer_of(kid).roles:
+        raise Untrusted(
+            f"the runner key {kid} is not a runner's key in the trust roots: the entries it"
+            " signed would not verify"
+        )
+    return key
 
 
 def plan(
@@ -209,32 +329,38 @@ def plan(
     state = load_state(ws.store, head.state)
     check_layout([t.path for t in capsule.targets], state.pointers)
 
-    # 2. every digest: present, of its size, re-hashing to its name
+    # 2. every digest: present, of its size, re-hashing to its name; then the pins
     for t in capsule.targets:
         if t.ref is not None:  # a delete names no object
             _verify_ref(ws, t.ref, f"target {t.path}")
-    try:
-        check_bytes = ws.store.read_bytes(capsule.check_report, limit=MAX_CAPSULE)
-    except IntegrityError as e:
-        raise LinkageError(f"CHECK report: {e}") from None
+    pins = head_pins(ledger, head)
+    control: dict[str, Any] | None = None
+    new_bundle: PolicyBundle | None = None
+    bundle_error: PolicyError | None = None
+    if capsule.kind == "control":
+        bundle, new_bundle, trust, new_trust = _control(ws, pins, engine)
+        pinned_trust_ref = hash_bytes(trust.encode())
+        new_trust_ref = hash_bytes(new_trust.encode())
+        control = {
+            "policy": {"pinned": str(bundle.ref().digest), "new": str(new_bundle.ref().digest)},
+            "trust": {"pinned": str(pinned_trust_ref.digest), "new": str(new_trust_ref.digest)},
+        }
+    else:
+        trust = new_trust = workspace_trust(ws)
+        try:
+            bundle = load_bundle(ws.policy_dir, ws.policy_package)
+        except PolicyError as e:  # a deny below, never a pass
+            bundle, bundle_error = PolicyBundle({}, ws.policy_package), e
+        else:
+            check_pins(pins, bundle, trust)
 
-    # 3. the CHECK report: schema, pass, coverage
-    try:
-        report, check_doc = load_check_report(check_bytes)
-    except InvalidDocument as e:
-        raise LinkageError(str(e)) from None
-    if report.status != "pass":
-        raise LinkageError(
-            f"CHECK report {capsule.check_report} has status {report.status!r}, not 'pass'"
+    # 3. the evidence, against the pinned trust roots and the targets' bytes
+    evidence = read_evidence(ws.store, capsule, trust)
+    if control is not None:
+        want = {"policy": control["policy"]["new"], "trust": control["trust"]["new"]}
+        _check_control_evidence(
+            ws, evidence, want, new_trust, want["trust"] != control["trust"]["pinned"]
         )
-    uncovered = report.uncovered(t.ref for t in capsule.targets if t.ref is not None)
-    if uncovered:
-        names = ", ".join(
-            f"{t.path} ({t.ref.digest}, {t.ref.size} bytes)"
-            for t in capsule.targets
-            if t.ref is not None and t.ref in uncovered
-        )
-        raise LinkageError(f"CHECK report {capsule.check_report} does not cover {names}")
 
     # 4. guards, then the policy
     _check_guards(capsule, head, state)
@@ -243,38 +369,53 @@ def plan(
     )
     after = state.apply(changes)
     capsule_ref = hash_bytes(capsule_bytes)
-    doc = policy_input(ws, capsule_doc, capsule_ref, check_doc, capsule, head, state)
+    doc = policy_input(
+        capsule_doc=capsule_doc,
+        capsule_ref=capsule_ref,
+        capsule=capsule,
+        attestations=evidence,
+        head=head,
+        state=state,
+        allow_list=ws.allow_list,
+        control=control,
+    )
     input_bytes = canonical(doc)
-    try:
-        bundle = load_bundle(ws.policy_dir, ws.policy_package)
-    except PolicyError as e:
-        bundle = PolicyBundle({}, ws.policy_package)
+    if bundle_error is not None:
         decision = Decision(
-            False, (f"policy error: {e}",), "none", "none", bundle.ref(), hash_bytes(input_bytes)
+            False,
+            (f"policy error: {bundle_error}",),
+            "none",
+            "none",
+            bundle.ref(),
+            hash_bytes(input_bytes),
         )
     else:
         decision = decide(engine_from_config(ws.engine_config, engine), bundle, doc)
-    entry = build_entry(
+    unsigned = build_entry(
         head,
         capsule=capsule_ref,
-        check_report=hash_bytes(check_bytes),
+        evidence=[a.ref for a in evidence],
         decision=hash_bytes(decision.encode()),
-        policy=decision.policy,
+        policy=new_bundle.ref() if new_bundle is not None else decision.policy,
+        trust=hash_bytes(new_trust.encode()),
         state_after=after.ref(),
         changes=changes,
     )
+    entry = sign_entry(unsigned, _runner_key(ws, new_trust))
     return Plan(
         capsule_bytes,
         capsule,
-        check_bytes,
+        evidence,
         head,
         state,
         after,
         changes,
         bundle,
+        new_trust,
         input_bytes,
         decision,
         entry,
+        new_bundle,
     )
 
 
@@ -317,6 +458,9 @@ def promote(
         store = ws.store
         store.put_bytes(p.capsule_bytes)
         store.put_bytes(p.bundle.encode())
+        if p.new_bundle is not None:
+            store.put_bytes(p.new_bundle.encode())
+        store.put_bytes(p.trust.encode())  # the entry pins them: their bytes are in the store
         store.put_bytes(p.input_bytes)
         store.put_bytes(decision.encode())
         crashpoint("promote.decision-stored")

@@ -161,7 +161,9 @@ class Shown:
 
     entry: Entry
     capsule: Any
-    check_report: Any
+    #: The documents of the entry's evidence, in its order: the attestations (DSSE
+    #: envelopes) of a v2 entry, the one CHECK report of a v1 entry.
+    evidence: list[Any]
     decision: Any
     #: What could not be read from the store, one line each.
     missing: list[str]
@@ -173,7 +175,10 @@ class Shown:
             "entry": str(self.entry.hash),
             "document": dict(doc),
             "capsule": {"ref": doc["capsule"], "document": self.capsule},
-            "check_report": {"ref": doc["check_report"], "document": self.check_report},
+            "evidence": [
+                {"ref": r.to_dict(), "document": d}
+                for r, d in zip(self.entry.evidence, self.evidence, strict=True)
+            ],
             "decision": {"ref": doc["decision"], "document": self.decision},
             "missing": self.missing,
         }
@@ -210,41 +215,41 @@ class Shown:
                 out.append(f"  input: {d['input'].get('digest')}")
             for reason in d.get("deny") or []:
                 out.append(f"  - {reason}")
-        r = self.check_report
-        out.append(f"evidence  {doc['check_report']['digest']}")
-        if isinstance(r, dict):
-            out.append(f"  status: {r.get('status')}")
-            for s in r.get("subjects") or []:
-                out.append(f"  subject: {s.get('digest')} ({s.get('size')} bytes)")
-            for c in r.get("checks") or []:
-                out.append(f"  check: {c.get('name')} {c.get('status')}")
+        for ref, r in zip(self.entry.evidence, self.evidence, strict=True):
+            out.append(f"evidence  {ref.digest}")
+            if isinstance(r, dict) and "payloadType" in r:
+                out.append(f"  attestation ({r.get('payloadType')})")
+            elif isinstance(r, dict):
+                out.append(f"  status: {r.get('status')}")
+                for s in r.get("subjects") or []:
+                    out.append(f"  subject: {s.get('digest')} ({s.get('size')} bytes)")
+                for c in r.get("checks") or []:
+                    out.append(f"  check: {c.get('name')} {c.get('status')}")
         for m in self.missing:
             out.append(f"missing   {m}")
         return out
 
 
 def show(ws: Workspace, ledger: CommitBackend, seq: int) -> Shown:
-    """Entry `seq` with its capsule, CHECK report and decision read from the store.
+    """Entry `seq` with its capsule, evidence and decision read from the store.
 
     Raises:
         IntegrityError: the entry itself is missing or malformed.
     """
     entry = _entry(ledger, seq)
     missing: list[str] = []
-    docs: list[Any] = []
-    for key, what in (
-        ("capsule", "capsule"),
-        ("check_report", "CHECK report"),
-        ("decision", "decision"),
-    ):
-        if key not in entry.doc:  # a v2 entry names `evidence`, not a CHECK report
-            docs.append(None)
-            continue
-        doc, why = read_doc(ws.store, ObjectRef.from_dict(entry.doc[key]), what)
+
+    def read(ref: ObjectRef, what: str) -> Any:
+        doc, why = read_doc(ws.store, ref, what)
         if why:
             missing.append(why)
-        docs.append(doc)
-    return Shown(entry, docs[0], docs[1], docs[2], missing)
+        return doc
+
+    capsule = read(ObjectRef.from_dict(entry.doc["capsule"]), "capsule")
+    what = "attestation" if entry.version == 2 else "CHECK report"
+    evidence = [read(ref, what) for ref in entry.evidence]
+    decision = read(ObjectRef.from_dict(entry.doc["decision"]), "decision")
+    return Shown(entry, capsule, evidence, decision, missing)
 
 
 # -- status ------------------------------------------------------------------------

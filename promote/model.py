@@ -1,5 +1,11 @@
 """The documents of promotion: capsule, CHECK report, pointer state, changes.
 
+A capsule is `promote-capsule/v2` (its evidence: the attestations it names, by the
+digest of each DSSE envelope in the store; its `kind`: `release` or `control`) or the
+older `promote-capsule/v1` (its evidence: one unsigned CHECK report), which is still
+read: the gate turns that report into an attestation with no signer
+(docs/adr/0010-trust-in-the-gate-and-the-ledger.md).
+
 Each is a small immutable class whose constructor checks meaning, with `from_dict` /
 `to_dict` that are exact inverses. `load_capsule` and `load_check_report` are the
 boundary: bytes in, one typed error out (schema first, then meaning).
@@ -22,6 +28,8 @@ from promote.errors import InvalidCapsule, InvalidDocument
 __all__ = [
     "ABSENT",
     "CAPSULE_SCHEMA",
+    "CAPSULE_SCHEMA_V1",
+    "MAX_ATTESTATIONS",
     "CHECK_SCHEMA",
     "Capsule",
     "Change",
@@ -32,7 +40,11 @@ __all__ = [
     "load_check_report",
 ]
 
-CAPSULE_SCHEMA = "promote-capsule/v1"
+CAPSULE_SCHEMA = "promote-capsule/v2"
+CAPSULE_SCHEMA_V1 = "promote-capsule/v1"
+KINDS = ("release", "control")
+#: How many attestations one capsule may name.
+MAX_ATTESTATIONS = 256
 CHECK_SCHEMA = "check-report/v1"
 STATE_SCHEMA = "promote-state/v1"
 ABSENT = "absent"
@@ -92,28 +104,70 @@ class Target:
 
 @attrs.frozen
 class Capsule:
-    """A promotion request that names digests only."""
+    """A promotion request that names digests only.
+
+    `evidence` is what the capsule names as its evidence: the attestations of a v2
+    capsule, or (version 1) the one CHECK report of a v1 capsule.
+    """
 
     targets: tuple[Target, ...]
-    check_report: Digest
+    evidence: tuple[Digest, ...]
     base: Digest | None = None
     meta: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+    kind: str = "release"
+    version: int = 2
+
+    def __attrs_post_init__(self) -> None:
+        if self.version not in (1, 2) or self.kind not in KINDS:
+            raise ValueError(f"capsule: version {self.version}, kind {self.kind!r}")
+        if self.version == 1 and (len(self.evidence) != 1 or self.kind != "release"):
+            raise ValueError("a v1 capsule names one CHECK report and is a release")
+        if not 1 <= len(self.evidence) <= MAX_ATTESTATIONS:
+            raise ValueError(f"want 1 to {MAX_ATTESTATIONS} attestations")
+        if len(set(self.evidence)) != len(self.evidence):
+            raise ValueError("an attestation is named twice")
+        if (self.kind == "control") != (not self.targets):
+            raise ValueError("a control capsule has no targets; a release has at least one")
+
+    @property
+    def check_report(self) -> Digest:
+        """The CHECK report of a v1 capsule.
+
+        Raises:
+            ValueError: a v2 capsule (it names attestations).
+        """
+        if self.version != 1:
+            raise ValueError("a promote-capsule/v2 names attestations, not a CHECK report")
+        return self.evidence[0]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Capsule:
+        v1 = data["schema"] == CAPSULE_SCHEMA_V1
+        ev = data["evidence"]
         return cls(
             targets=tuple(Target.from_dict(t) for t in data["targets"]),
-            check_report=Digest.parse(data["evidence"]["check_report"]),
+            evidence=(
+                (Digest.parse(ev["check_report"]),)
+                if v1
+                else tuple(Digest.parse(d) for d in ev["attestations"])
+            ),
             base=Digest.parse(data["base"]) if "base" in data else None,
             meta=dict(data.get("meta", {})),
+            kind=data.get("kind", "release"),
+            version=1 if v1 else 2,
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "schema": CAPSULE_SCHEMA,
+            "schema": CAPSULE_SCHEMA_V1 if self.version == 1 else CAPSULE_SCHEMA,
             "targets": [t.to_dict() for t in self.targets],
-            "evidence": {"check_report": str(self.check_report)},
         }
+        if self.version == 1:
+            out["evidence"] = {"check_report": str(self.evidence[0])}
+        else:
+            out["evidence"] = {"attestations": [str(d) for d in self.evidence]}
+            if self.kind != "release":
+                out["kind"] = self.kind
         if self.base is not None:
             out["base"] = str(self.base)
         if self.meta:

@@ -10,12 +10,16 @@ target per path whose pointer differs between the state after entry SEQ and now:
 - `base` is the current head, so a revert planned against one head never lands on
   another.
 
-The evidence is what was already recorded (docs/adr/0005-revert.md): the CHECK report
-of the entry that introduced each restored object. When one of those reports covers
-every restored object, the capsule names it as it is. Otherwise the capsule names a
-combined report built only from those recorded reports: status pass, the restored
-objects as subjects, and the checks that passed in every one of them. A revert that
-only deletes names the CHECK report of entry SEQ.
+The evidence is what was already recorded (docs/adr/0005-revert.md): the evidence of
+the entry that introduced each restored object (of entry SEQ, for a revert that only
+deletes). When those entries' capsules are `promote-capsule/v2`, the revert is a v2
+capsule naming every attestation they named, in entry order: signatures cannot be
+combined, so the attestations are named as they are, and the gate verifies them again
+against the trust roots pinned now (a key removed since no longer counts). When they
+are all v1, the revert is a v1 capsule: one of their CHECK reports that covers every
+restored object, as it is, else a combined report built only from those recorded
+reports (status pass, the restored objects as subjects, the checks that passed in
+every one of them). Signed and unsigned evidence are never mixed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from promote.ledger.backend import CommitBackend
 from promote.ledger.entry import parse_entry
 from promote.model import (
     ABSENT,
+    MAX_ATTESTATIONS,
     Capsule,
     CheckReport,
     State,
@@ -55,27 +60,36 @@ class RevertPlan:
     to_entry: Digest
     capsule: Capsule
     capsule_bytes: bytes
-    check_bytes: bytes
+    #: A v1 revert's CHECK report (None for a v2 revert, which names attestations).
+    check_bytes: bytes | None
     #: True when the CHECK report is a new combined one, not one already recorded.
     combined: bool
-    #: (seq, report) of every recorded CHECK report the evidence rests on.
+    #: (seq, evidence) the revert rests on: each recorded CHECK report (v1), or the
+    #: capsule of each entry whose attestations it names (v2).
     sources: tuple[tuple[int, ObjectRef], ...]
 
     @property
-    def check_report(self) -> ObjectRef:
-        return hash_bytes(self.check_bytes)
+    def check_report(self) -> ObjectRef | None:
+        return hash_bytes(self.check_bytes) if self.check_bytes is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "to": self.to,
             "to_entry": str(self.to_entry),
             "capsule": self.capsule.to_dict(),
-            "check_report": {
+        }
+        if self.check_report is None:
+            out["evidence"] = {
+                "attestations": [str(d) for d in self.capsule.evidence],
+                "sources": [{"seq": s, "capsule": r.to_dict()} for s, r in self.sources],
+            }
+        else:
+            out["check_report"] = {
                 **self.check_report.to_dict(),
                 "combined": self.combined,
                 "sources": [{"seq": s, **r.to_dict()} for s, r in self.sources],
-            },
-        }
+            }
+        return out
 
 
 def _recorded_report(ws: Workspace, seq: int, ref: ObjectRef) -> CheckReport:
@@ -87,6 +101,15 @@ def _recorded_report(ws: Workspace, seq: int, ref: ObjectRef) -> CheckReport:
     if report.status != "pass":
         raise LinkageError(f"the CHECK report of entry {seq} ({ref.digest}) did not pass")
     return report
+
+
+def _recorded_capsule(ws: Workspace, seq: int, ref: ObjectRef) -> Capsule:
+    try:
+        ws.store.verify(ref)
+        capsule, _ = load_capsule(ws.store.read_bytes(ref.digest, limit=MAX_REPORT))
+    except (CasError, InvalidDocument) as e:
+        raise LinkageError(f"the capsule of entry {seq} ({ref.digest}): {e}") from None
+    return capsule
 
 
 def _combine(reports: list[CheckReport], subjects: list[ObjectRef]) -> CheckReport:
@@ -122,6 +145,7 @@ def plan_revert(ws: Workspace, ledger: CommitBackend, to: int) -> RevertPlan:
     pointers: dict[str, ObjectRef] = {}
     introduced: dict[str, int] = {}  # path -> the entry (<= to) that set what it holds
     reports: dict[int, ObjectRef] = {}  # entry seq (<= to) -> its CHECK report
+    capsules: dict[int, ObjectRef] = {}  # entry seq (<= to) -> its capsule
     then = State()
     then_introduced: dict[str, int] = {}
     to_entry: Digest | None = None
@@ -135,7 +159,11 @@ def plan_revert(ws: Workspace, ledger: CommitBackend, to: int) -> RevertPlan:
                 pointers[c.path] = c.after
                 introduced[c.path] = seq
         if seq <= to:
-            reports[seq] = ObjectRef.from_dict(entry.doc["check_report"])
+            # a v1 entry names its CHECK report; a v2 entry its evidence, of which a
+            # v1 capsule's is that one report
+            recorded_ev = entry.doc.get("check_report") or entry.doc["evidence"][0]
+            reports[seq] = ObjectRef.from_dict(recorded_ev)
+            capsules[seq] = ObjectRef.from_dict(entry.doc["capsule"])
         if seq == to:
             then, then_introduced, to_entry = State(dict(pointers)), dict(introduced), entry.hash
     now = State(pointers)
@@ -162,8 +190,31 @@ def plan_revert(ws: Workspace, ledger: CommitBackend, to: int) -> RevertPlan:
     by_seq: dict[int, list[ObjectRef]] = {}
     for p, ref in restored.items():
         by_seq.setdefault(then_introduced[p], []).append(ref)
-    if not by_seq:  # deletes only: the report of the entry whose state comes back
+    if not by_seq:  # deletes only: the evidence of the entry whose state comes back
         by_seq[to] = []
+    recorded = {seq: _recorded_capsule(ws, seq, capsules[seq]) for seq in sorted(by_seq)}
+    meta = {"builder": REVERT_BUILDER, "source_revision": f"ledger entry {to} {to_entry}"}
+    versions = {rc.version for rc in recorded.values()}
+    sources: tuple[tuple[int, ObjectRef], ...]
+    if versions == {2}:
+        evidence: list[Digest] = []
+        for rc in recorded.values():
+            evidence.extend(d for d in rc.evidence if d not in evidence)
+        if len(evidence) > MAX_ATTESTATIONS:
+            raise UsageError(
+                f"the entries this revert rests on name {len(evidence)} attestations, more"
+                f" than a capsule may ({MAX_ATTESTATIONS}); revert in steps"
+            )
+        capsule = Capsule(tuple(targets), tuple(evidence), head.base, meta)
+        capsule_bytes = pretty(capsule.to_dict())
+        load_capsule(capsule_bytes)
+        sources = tuple((seq, capsules[seq]) for seq in recorded)
+        return RevertPlan(to, to_entry, capsule, capsule_bytes, None, False, sources)
+    if versions != {1}:
+        raise UsageError(
+            "the entries this revert rests on mix signed (promote-capsule/v2) and unsigned"
+            " (v1) evidence, which one capsule cannot name; write the capsule by hand"
+        )
     loaded: list[tuple[int, ObjectRef, CheckReport]] = []
     for seq in sorted(by_seq):
         report = _recorded_report(ws, seq, reports[seq])
@@ -176,7 +227,6 @@ def plan_revert(ws: Workspace, ledger: CommitBackend, to: int) -> RevertPlan:
         loaded.append((seq, reports[seq], report))
     subjects = sorted(set(restored.values()))
     single = next((x for x in reversed(loaded) if not x[2].uncovered(subjects)), None)
-    sources: tuple[tuple[int, ObjectRef], ...]
     if single is not None:
         seq, ref, _ = single
         check_bytes = ws.store.read_bytes(ref.digest, limit=MAX_REPORT)
@@ -186,12 +236,7 @@ def plan_revert(ws: Workspace, ledger: CommitBackend, to: int) -> RevertPlan:
         check_bytes = canonical(report.to_dict())
         combined, sources = True, tuple((s, r) for s, r, _ in loaded)
 
-    capsule = Capsule(
-        tuple(targets),
-        hash_bytes(check_bytes).digest,
-        head.base,
-        {"builder": REVERT_BUILDER, "source_revision": f"ledger entry {to} {to_entry}"},
-    )
+    capsule = Capsule(tuple(targets), (hash_bytes(check_bytes).digest,), head.base, meta, version=1)
     capsule_bytes = pretty(capsule.to_dict())
     load_capsule(capsule_bytes)  # what the gate will check first: fail here, not later
     return RevertPlan(to, to_entry, capsule, capsule_bytes, check_bytes, combined, sources)
@@ -215,7 +260,7 @@ def revert(
     from promote.gate import promote
 
     p = plan_revert(ws, ledger, to)
-    if p.combined:
+    if p.combined and p.check_bytes is not None:
         ws.store.put_bytes(p.check_bytes)
     outcome = promote(ws, ledger, "revert", engine, dry_run, capsule_bytes=p.capsule_bytes)
     return p, outcome

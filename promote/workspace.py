@@ -2,10 +2,12 @@
 
     control/promote/config.json   what this module reads
     control/policy/*.rego         the policy (and its *_test.rego tests)
+    control/promote/trust.json    the trust roots: who may sign evidence
     execution/ledger/             the ledger (local commit backend)
     execution/promote/report.json the report of the last run
     .cas/                         the store (default)
     .promote/                     view generations and the view lock (derived state)
+    .promote/keys/<role>.pem      the demo signing keys `promote init` makes (0600)
 
 Both CLIs find the workspace by walking up from the current directory, as git does,
 or take `--root` / `PROMOTE_ROOT`.
@@ -205,6 +207,9 @@ class Workspace:
                 atomic_write(policy / name, data.joinpath(name).read_bytes())
         for d in (ws.ledger_dir / "entries", ws.report_path.parent):
             makedirs_durable(d)
+        from promote.demo_keys import write_demo_trust
+
+        write_demo_trust(ws.root)
         if isinstance(ws.store_spec, Path):
             LocalStore.init(ws.store_spec)
         return ws

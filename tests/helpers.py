@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from promote.attest.statement import CHECK_PREDICATE
+from promote.attest.trust import TRUST_PATH
 
 BIN = Path(sys.executable).parent
 
@@ -49,8 +54,9 @@ def run_cli(
 class Flow:
     """A promote workspace driven through the real console scripts, as a builder would.
 
-    `put` ingests bytes, `check` writes and ingests a CHECK report, `capsule` builds one
-    with `promote capsule new`, and `promote` runs the gate.
+    `put` ingests bytes, `check` signs a CHECK predicate with the workspace's demo
+    checker key and puts the envelope, `capsule` builds one with `promote capsule new`,
+    and `promote` runs the gate.
     """
 
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
@@ -59,8 +65,20 @@ class Flow:
         self.n = 0
 
     @classmethod
-    def init(cls, root: Path, *init_args: str, env: dict[str, str] | None = None) -> Flow:
+    def init(
+        cls,
+        root: Path,
+        *init_args: str,
+        env: dict[str, str] | None = None,
+        keys_from: Flow | None = None,
+    ) -> Flow:
+        """`promote init` a workspace at `root`; with `keys_from`, one that trusts, and
+        holds, that workspace's demo keys (as machines sharing a ledger would)."""
         root.mkdir(parents=True, exist_ok=True)
+        if keys_from is not None:
+            (root / "control/promote").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(keys_from.root / TRUST_PATH, root / TRUST_PATH)
+            shutil.copytree(keys_from.root / ".promote/keys", root / ".promote/keys")
         flow = cls(root, env)
         flow.ok("promote", "init", *init_args)
         return flow
@@ -88,9 +106,63 @@ class Flow:
         subjects: list[tuple[str, int]],
         status: str = "pass",
         checks: list[tuple[str, str]] | None = None,
+        key: str = "checker",
     ) -> str:
-        import json
+        """Sign a CHECK predicate about `subjects` with the workspace's demo `key` (a
+        role's key in .promote/keys, or a path) and put the envelope; its digest.
 
+        Subjects name the object by BLAKE3, and by SHA-256 too when it is in the store.
+        """
+        predicate = {
+            "status": status,
+            "checks": [{"name": n, "status": s} for n, s in (checks or [("unit", "pass")])],
+        }
+        return self.attest(subjects, CHECK_PREDICATE, predicate, key=key)
+
+    def attest(
+        self,
+        subjects: list[tuple[str, int]],
+        predicate_type: str,
+        predicate: dict[str, object],
+        key: str = "checker",
+        keys: list[str] | None = None,
+    ) -> str:
+        """Sign an in-toto statement (by `keys`, default [`key`]) and put it; its digest."""
+        from promote.attest.dsse import sign_envelope
+        from promote.attest.keys import load_private_key
+        from promote.attest.statement import PAYLOAD_TYPE, Statement, Subject
+        from promote.workspace import Workspace
+
+        store = Workspace.load(self.root).store
+        subs = []
+        for digest, _size in subjects:
+            hexd = digest.removeprefix("blake3:")
+            pairs = [("blake3", hexd)]
+            from cas.digest import Digest
+
+            if store.has(Digest.parse(digest)):
+                pairs.append(
+                    ("sha256", hashlib.sha256(store.read_bytes(Digest.parse(digest))).hexdigest())
+                )
+            subs.append(Subject(digest, tuple(pairs)))
+        statement = Statement.build(subs, predicate_type, predicate)
+        signing = [load_private_key(self.key_path(k)) for k in (keys or [key])]
+        envelope = sign_envelope(PAYLOAD_TYPE, statement.encode(), signing)
+        return self.put(envelope.encode())[0]
+
+    def key_path(self, key: str) -> Path:
+        """A role's demo key (`checker`), or a key file relative to the workspace."""
+        if "/" in key or key.endswith(".pem"):
+            return self.root / key
+        return self.root / ".promote/keys" / f"{key}.pem"
+
+    def check_v1(
+        self,
+        subjects: list[tuple[str, int]],
+        status: str = "pass",
+        checks: list[tuple[str, str]] | None = None,
+    ) -> str:
+        """An unsigned check-report/v1 in the store (the evidence of a v1 capsule)."""
         doc = {
             "schema": "check-report/v1",
             "status": status,
@@ -102,9 +174,24 @@ class Flow:
     def capsule(
         self, targets: dict[str, str], check: str, *extra: str, name: str = "capsule.json"
     ) -> Path:
+        """`promote capsule new` naming `check` as its (one) attestation."""
         args = [a for p, d in targets.items() for a in ("--target", f"{p}={d}")]
-        self.ok("promote", "capsule", "new", *args, "--check-report", check, *extra, "-o", name)
+        self.ok("promote", "capsule", "new", *args, "--attestation", check, *extra, "-o", name)
         return self.root / name
+
+    def capsule_v1(
+        self, targets: dict[str, str], report: str, *extra: str, name: str = "capsule.json"
+    ) -> Path:
+        """A promote-capsule/v1 whose evidence is the unsigned CHECK report `report`."""
+        args = [a for p, d in targets.items() for a in ("--target", f"{p}={d}")]
+        self.ok("promote", "capsule", "new", *args, "--check-report", report, *extra, "-o", name)
+        return self.root / name
+
+    def control(self, *keys: str) -> subprocess.CompletedProcess[bytes]:
+        """Promote the workspace's policy and trust roots (`promote control`), signed
+        by the demo admin key unless `keys` are given; must succeed."""
+        args = [a for k in keys for a in ("--key", self.key_path(k))]
+        return self.ok("promote", "control", *args)
 
     def release(self, files: dict[str, bytes], *extra: str) -> subprocess.CompletedProcess[bytes]:
         """Put `files`, check them, build a capsule and promote it."""

@@ -7,20 +7,29 @@ store. Promotions go through the real `promote` console script.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+import blake3
 from helpers import run_cli
 
 from cas.digest import ObjectRef
 from cas.errors import CasError
+from promote.attest.dsse import sign_envelope
+from promote.attest.keys import load_private_key
+from promote.attest.statement import CHECK_PREDICATE, PAYLOAD_TYPE, Statement, Subject
+from promote.attest.trust import TRUST_PATH
 from promote.canonical import pretty
 from promote.capsules import new_capsule
+from promote.demo_keys import KEYS_DIR, key_path, write_demo_trust
 from promote.ledger.backend import CommitBackend, load_state
 from promote.ledger.entry import Entry, Head, build_entry
 from promote.model import Change, State
@@ -65,24 +74,20 @@ class Machine:
     def capsule(
         self, targets: Mapping[str, bytes], name: str, base: str | None = "current"
     ) -> Path:
-        """Put the artifacts and a passing CHECK report; write capsule `name`."""
+        """Put the artifacts and a passing CHECK attestation signed with the machine's
+        checker key; write capsule `name`."""
         ws = self.ws
         refs = {p: ws.store.put_bytes(data) for p, data in targets.items()}
-        report = {
-            "schema": "check-report/v1",
-            "status": "pass",
-            "subjects": [r.to_dict() for r in refs.values()],
-            "checks": [{"name": "unit", "status": "pass"}],
-        }
-        check = ws.store.put_bytes(pretty(report))
+        check = sign_check(self.root, ws, list(targets.values()))
         ledger = open_ledger(ws)
         try:
             data = new_capsule(
                 ws,
                 ledger,
                 [f"{p}={r.digest}" for p, r in refs.items()],
-                str(check.digest),
+                None,
                 base=base,
+                attestations=[str(check.digest)],
             )
         finally:
             close = getattr(ledger, "close", None)
@@ -104,10 +109,52 @@ class Machine:
         return out
 
 
+def sign_check(root: Path, ws: Workspace, blobs: list[bytes]) -> ObjectRef:
+    """A passing CHECK predicate about `blobs`, signed with the checker key of the
+    workspace at `root`, put into its store."""
+    subjects = [
+        Subject(
+            f"artifact-{i}",
+            (
+                ("blake3", blake3.blake3(b).hexdigest()),
+                ("sha256", hashlib.sha256(b).hexdigest()),
+            ),
+        )
+        for i, b in enumerate(blobs)
+    ]
+    predicate = {"status": "pass", "checks": [{"name": "unit", "status": "pass"}]}
+    statement = Statement.build(subjects, CHECK_PREDICATE, predicate)
+    key = load_private_key(key_path(root, "checker"))
+    return ws.store.put_bytes(sign_envelope(PAYLOAD_TYPE, statement.encode(), [key]).encode())
+
+
+_SHARED_KEYS: list[Path] = []
+
+
+def _shared_keys() -> Path:
+    """One set of demo keys and trust roots for every machine of this test process,
+    as a real deployment shares control/promote/trust.json (it is tracked) and
+    hands each runner its keys."""
+    if not _SHARED_KEYS:
+        template = Path(tempfile.mkdtemp(prefix="promote-keys-"))
+        write_demo_trust(template)
+        _SHARED_KEYS.append(template)
+    return _SHARED_KEYS[0]
+
+
 def make_machine(
     root: Path, ledger: str, store: str | None = None, mode: str | None = None
 ) -> Machine:
-    """A workspace at `root` whose config points at `ledger` (and `store`)."""
+    """A workspace at `root` whose config points at `ledger` (and `store`), trusting
+    the keys every machine of this process shares."""
+    template = _shared_keys()
+    for rel in (TRUST_PATH, KEYS_DIR):
+        src, dst = template / rel, root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
     Workspace.init(root, mode=mode)
     cfg = root / "control/promote/config.json"
     config = json.loads(cfg.read_bytes())

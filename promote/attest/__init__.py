@@ -11,6 +11,7 @@
   did not, so a refusal can be explained.
 - `errors`: the typed errors (exit 2 malformed, exit 3 untrusted).
 
-Not yet enforced by the gate: see control/promote/promote_protocol.md, "Signed
-evidence", and docs/adr/0008-signed-evidence-format.md.
+The gate uses them through `promote.evidence` and `promote.pins`: see
+control/promote/promote_protocol.md, "The required evidence", and
+docs/adr/0010-trust-in-the-gate-and-the-ledger.md.
 """

@@ -30,6 +30,7 @@ from promote.errors import InvalidDocument
 
 __all__ = [
     "CHECK_PREDICATE",
+    "CONTROL_PREDICATE",
     "DIGEST_ALGORITHMS",
     "MAX_PREDICATE_DEPTH",
     "MAX_STATEMENT",
@@ -47,6 +48,9 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: The project's own predicate type for its CHECK report (control/promote/promote_protocol.md,
 #: "Signed evidence"). Not registered with in-toto or anywhere else yet.
 CHECK_PREDICATE = "https://cas-promote.invalid/check-report/v1"
+#: The project's predicate type for a change of the pinned policy and trust roots (a
+#: control promotion, docs/adr/0010-trust-in-the-gate-and-the-ledger.md).
+CONTROL_PREDICATE = "https://cas-promote.invalid/control-change/v1"
 #: The in-toto attestation framework's test-result predicate.
 TEST_RESULT_PREDICATE = "https://in-toto.io/attestation/test-result/v0.1"
 

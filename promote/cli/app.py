@@ -1,8 +1,9 @@
 """`promote`: the command line of the promotion gate, and where its families meet.
 
 `promote CAPSULE` is short for `promote run CAPSULE`. Each family of commands lives in
-its own module (`promotion`, `verify`, `history`, `proofs`, `policy`, `remote`) and
-lists what it adds; this module only assembles them, so no family imports another.
+its own module (`promotion`, `verify`, `history`, `proofs`, `policy`, `remote`,
+`attest`, `control`) and lists what it adds; this module only assembles them, so no
+family imports another.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import NoReturn
 import click
 
 from cas import _cli
-from promote.cli import attest, history, policy, promotion, proofs, remote, serve, verify
+from promote.cli import attest, control, history, policy, promotion, proofs, remote, serve, verify
 
 __all__ = ["main", "run_main"]
 
@@ -98,7 +99,7 @@ def run_main() -> NoReturn:
 
 main.add_command(ledger)
 _cli.add_common_commands(main, "promote")
-for _family in (promotion, verify, history, proofs, policy, remote, attest, serve):
+for _family in (promotion, verify, history, proofs, policy, remote, attest, control, serve):
     for _cmd in _family.COMMANDS:
         main.add_command(_cmd)
     for _cmd in _family.LEDGER_COMMANDS:

@@ -4,8 +4,9 @@
     promote attest [sign] --key K --predicate-type T --subject FILE... PREDICATE.json
     promote attest verify DIGEST_OR_FILE [--trust FILE] [--role ROLE] [--json]
 
-`promote attest ARGS` is short for `promote attest sign ARGS`. The gate does not read
-attestations yet (control/promote/promote_protocol.md, "Signed evidence").
+`promote attest ARGS` is short for `promote attest sign ARGS`. A capsule names the
+attestations (`promote capsule new --attestation DIGEST`), and the gate verifies them
+(control/promote/promote_protocol.md, "The required evidence").
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class _DefaultSign(click.Group):
 @click.group(name="attest", cls=_DefaultSign)
 def attest_group() -> None:
     """Signed attestations: `promote attest ...` signs (same as `attest sign`),
-    `promote attest verify` checks. Not yet required by the gate."""
+    `promote attest verify` checks. A capsule names them as its evidence."""
 
 
 def _hash_file(path: Path) -> dict[str, str]:

@@ -4,7 +4,7 @@ promote init [DIR] [--allow PREFIX]... [--mode symlink|copy] [--ci github] [--fo
 promote run CAPSULE [--dry-run] [--json] [--engine E]   (or just: promote CAPSULE)
 promote revert --to SEQ [--dry-run] [--json] [--engine E]
 promote recover
-promote capsule new --target PATH=DIGEST ... [-o FILE]
+promote capsule new --target PATH=DIGEST ... --attestation DIGEST ... [-o FILE]
 """
 
 from __future__ import annotations
@@ -114,7 +114,15 @@ def revert_cmd(
         ctx.exit(outcome.exit_code)
     n = len(plan.capsule.targets)
     click.echo(f"revert to entry {plan.to} {plan.to_entry}: {n} path{'s' if n != 1 else ''}")
-    if plan.combined:
+    if plan.check_report is None:
+        froms = ", ".join(str(s) for s, _ in plan.sources)
+        n = len(plan.capsule.evidence)
+        many = "s" if len(plan.sources) != 1 else ""
+        click.echo(
+            f"evidence: the {n} attestation{'s' if n != 1 else ''} of entr{'ies' if many else 'y'}"
+            f" {froms}"
+        )
+    elif plan.combined:
         froms = ", ".join(f"entry {s} ({r.digest})" for s, r in plan.sources)
         click.echo(f"evidence: combined CHECK report {plan.check_report.digest} from {froms}")
     else:
@@ -156,10 +164,20 @@ def capsule() -> None:
     "deletes",
     multiple=True,
     metavar="PATH",
-    help="A path to remove (repeatable; the CHECK report need not cover it).",
+    help="A path to remove (repeatable; no evidence need cover it).",
 )
 @click.option(
-    "--check-report", required=True, metavar="DIGEST", help="The CHECK report in the store."
+    "--attestation",
+    "attestations",
+    multiple=True,
+    metavar="DIGEST",
+    help="A signed attestation in the store, as 'promote attest' printed it (repeatable).",
+)
+@click.option(
+    "--check-report",
+    metavar="DIGEST",
+    help="Instead: an unsigned CHECK report in the store (a promote-capsule/v1, which the"
+    " default policy refuses).",
 )
 @click.option(
     "--expect",
@@ -180,7 +198,8 @@ def capsule_new(
     ctx: click.Context,
     targets: tuple[str, ...],
     deletes: tuple[str, ...],
-    check_report: str,
+    attestations: tuple[str, ...],
+    check_report: str | None,
     expects: tuple[str, ...],
     expect_current: bool,
     base: str | None,
@@ -188,7 +207,9 @@ def capsule_new(
     source_revision: str | None,
     output: Path,
 ) -> None:
-    """Write a valid capsule; sizes are looked up in the store."""
+    """Write a valid capsule; sizes are looked up in the store.
+
+    The evidence is --attestation (a promote-capsule/v2) or --check-report (v1)."""
     from promote.capsules import new_capsule
 
     ws = workspace(ctx)
@@ -203,6 +224,7 @@ def capsule_new(
         builder,
         source_revision,
         deletes,
+        attestations,
     )
     if str(output) == "-":
         click.echo(data.decode(), nl=False)

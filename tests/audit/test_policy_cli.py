@@ -204,21 +204,29 @@ APP = "blake3:" + "1" * 64
 
 
 def policy_input(**overrides: object) -> dict[str, object]:
+    """A promote-policy-input/v2 the default policy allows."""
+    target = {"path": "release/app.whl", "digest": APP, "size": 3}
     doc: dict[str, object] = {
-        "capsule": {
-            "schema": "promote-capsule/v1",
-            "targets": [{"path": "release/app.whl", "digest": APP, "size": 3}],
-        },
+        "schema": "promote-policy-input/v2",
+        "kind": "release",
+        "capsule": {"schema": "promote-capsule/v2", "targets": [target]},
         "capsule_digest": "blake3:" + "2" * 64,
-        "check_report": {
-            "schema": "check-report/v1",
-            "status": "pass",
-            "subjects": [{"digest": APP, "size": 3}],
-            "checks": [{"name": "unit", "status": "pass"}],
-        },
+        "attestations": [
+            {
+                "digest": "blake3:" + "3" * 64,
+                "signers": ["ci-checker"],
+                "roles": ["checker"],
+                "predicate_type": "https://cas-promote.invalid/check-report/v1",
+                "subjects": [
+                    {"name": "app.whl", "digest": {"blake3": "1" * 64}, "targets": [dict(target)]}
+                ],
+                "predicate": {"status": "pass", "checks": [{"name": "unit", "status": "pass"}]},
+            }
+        ],
         "current": {"release/app.whl": None},
         "allow_list": ["release/"],
         "ledger": {"seq": 0, "head": None},
+        "control": None,
     }
     doc.update(overrides)
     return doc
@@ -294,14 +302,15 @@ def test_eval_unknown_digest(flow: Flow) -> None:
 def test_eval_integer_beyond_2_53_is_usage(flow: Flow) -> None:
     """OPA reads such a number as a float, regorus does not: refused, not decided."""
     doc = policy_input()
-    doc["check_report"]["subjects"][0]["size"] = 2**53
+    subject = doc["attestations"][0]["subjects"][0]  # type: ignore[index]
+    subject["targets"][0]["size"] = 2**53
     r = flow.run("promote", "policy", "eval", "--input", "-", input=json.dumps(doc).encode())
     assert r.returncode == 2, r.stderr
     assert r.stdout == b""
     lines = r.stderr.decode().splitlines()
     assert len(lines) == 1, lines
     assert "integer 9007199254740992 is beyond 2^53 - 1" in lines[0]
-    doc["check_report"]["subjects"][0]["size"] = 2**53 - 1
+    subject["targets"][0]["size"] = 2**53 - 1
     r = flow.run("promote", "policy", "eval", "--input", "-", input=json.dumps(doc).encode())
     assert r.returncode == 4, r.stderr  # a bound size, but not the target's: denied
 

@@ -159,7 +159,7 @@ def test_consistency_with_a_saved_checkpoint(four: Flow, auditor: Path) -> None:
 def test_rejects_a_forked_log(tmp_path: Path, auditor: Path) -> None:
     """Two workspaces agree on two promotions, then part ways: the fork cannot pass."""
     honest = Flow.init(tmp_path / "honest")
-    forked = Flow.init(tmp_path / "forked")
+    forked = Flow.init(tmp_path / "forked", keys_from=honest)  # the same signers
     for flow in (honest, forked):
         release(flow, "v1")
         release(flow, "v2")

@@ -103,7 +103,7 @@ def test_capsule_new_refuses_what_promote_refuses(
     d, s = flow.put(b"x")
     check = flow.check([(d, s)])
     args = [a for t in targets for a in ("--target", f"{t}={d}")]
-    r = flow.run("promote", "capsule", "new", *args, "--check-report", check, "-o", "c.json")
+    r = flow.run("promote", "capsule", "new", *args, "--attestation", check, "-o", "c.json")
     assert r.returncode == 2, r.stderr
     assert message in r.stderr.lower() and r.stderr.count(b"\n") == 1
     assert not (flow.root / "c.json").exists()
@@ -126,6 +126,29 @@ def test_capsule_new_refuses_a_check_report_not_in_the_store(flow: Flow) -> None
         "-o", "c.json",
     )  # fmt: skip
     assert r.returncode == 2 and b"CHECK report" in r.stderr
+
+
+def test_capsule_new_refuses_an_attestation_not_in_the_store(flow: Flow) -> None:
+    d, _ = flow.put(b"x")
+    absent = "blake3:" + "b" * 64
+    r = flow.run(
+        "promote", "capsule", "new", "--target", f"release/a={d}", "--attestation", absent,
+        "-o", "c.json",
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr == (
+        f"promote: error: --attestation {absent} is not in the store"
+        " (sign it with 'promote attest')\n".encode()
+    )
+    assert not (flow.root / "c.json").exists()
+    r = flow.run(
+        "promote", "capsule", "new", "--target", f"release/a={d}", "--attestation", d,
+        "-o", "c.json",
+    )  # fmt: skip
+    assert r.returncode == 2 and b"DSSE envelope" in r.stderr
+    r = flow.run("promote", "capsule", "new", "--target", f"release/a={d}", "-o", "c.json")
+    assert r.returncode == 2
+    assert b"--attestation DIGEST (repeatable) or --check-report" in r.stderr
 
 
 def test_status_runs_the_cheap_checks(flow: Flow) -> None:

@@ -74,6 +74,7 @@ def test_deny_when_policy_denies(flow: Flow) -> None:
         'package promote\nimport rego.v1\n\ndeny contains "builder must be ci" if {\n'
         '\tinput.capsule.meta.builder != "ci"\n}\n'
     )
+    flow.control()  # the ledger pins the policy: an edit is a control promotion
     before = flow.snapshot()
     r = flow.release({"release/b": b"2"}, "--builder", "laptop")
     assert r.returncode == 4, r.stderr
@@ -133,9 +134,9 @@ def test_absent_target_digest(flow: Flow) -> None:
     d, s = flow.put(b"real")
     check = flow.check([(d, s), ("blake3:" + "ab" * 32, 4)])
     doc = {
-        "schema": "promote-capsule/v1",
+        "schema": "promote-capsule/v2",
         "targets": [{"path": "release/a", "digest": "blake3:" + "ab" * 32, "size": 4}],
-        "evidence": {"check_report": check},
+        "evidence": {"attestations": [check]},
     }
     (flow.root / "c.json").write_text(json.dumps(doc))
     before = flow.snapshot()
@@ -159,13 +160,18 @@ def test_corrupted_target_object(flow: Flow) -> None:
     assert_unchanged(flow, before)
 
 
+UNCOVERED = "is not covered by a passing CHECK signed by the checker role"
+
+
 def test_check_report_not_covering_a_target(flow: Flow) -> None:
     a, sa = flow.put(b"a")
     b, _ = flow.put(b"b")
     cap = flow.capsule({"release/a": a, "release/b": b}, flow.check([(a, sa)]))
+    before = flow.snapshot()
     r = flow.run("promote", cap)
-    assert r.returncode == 3
-    assert b"does not cover release/b" in r.stderr
+    assert r.returncode == 4
+    assert r.stderr == f"promote: denied: target release/b ({b}) {UNCOVERED}\n".encode()
+    assert_unchanged(flow, before)
 
 
 def test_check_report_covering_other_artifact_of_same_size(flow: Flow) -> None:
@@ -173,15 +179,21 @@ def test_check_report_covering_other_artifact_of_same_size(flow: Flow) -> None:
     b, sb = flow.put(b"bbbb")
     assert sa == sb
     cap = flow.capsule({"release/a": a}, flow.check([(b, sb)]))
-    assert flow.run("promote", cap).returncode == 3
+    r = flow.run("promote", cap)
+    assert r.returncode == 4
+    assert UNCOVERED.encode() in r.stderr
 
 
 def test_check_report_status_fail(flow: Flow) -> None:
     a, sa = flow.put(b"a")
-    cap = flow.capsule({"release/a": a}, flow.check([(a, sa)], status="fail"))
+    check = flow.check([(a, sa)], status="fail")
+    cap = flow.capsule({"release/a": a}, check)
     r = flow.run("promote", cap)
-    assert r.returncode == 3
-    assert b"not 'pass'" in r.stderr
+    assert r.returncode == 4
+    assert report(flow)["reasons"] == [
+        f"target release/a ({a}) {UNCOVERED}",
+        f"the CHECK report {check} has status fail, not pass",
+    ]
 
 
 def test_check_report_invalid_or_missing(flow: Flow) -> None:
@@ -192,17 +204,35 @@ def test_check_report_invalid_or_missing(flow: Flow) -> None:
         "-o", "c.json",
     )  # fmt: skip
     assert refused.returncode == 2 and b"schema" in refused.stderr
+    # a v1 capsule naming it by hand (capsule new refuses it): exit 3, as before
+    doc = {
+        "schema": "promote-capsule/v1",
+        "targets": [{"path": "release/a", "digest": a, "size": size}],
+        "evidence": {"check_report": bogus},
+    }
+    (flow.root / "c.json").write_text(json.dumps(doc))
+    r = flow.run("promote", "c.json")
+    assert r.returncode == 3
+    assert b"schema" in r.stderr
+    # v2: an attestation that is no envelope is malformed (2); one not in the store, 3
+    refused = flow.run(
+        "promote", "capsule", "new", "--target", f"release/a={a}", "--attestation", bogus,
+        "-o", "c.json",
+    )  # fmt: skip
+    assert refused.returncode == 2 and b"DSSE envelope" in refused.stderr
     cap = flow.capsule({"release/a": a}, flow.check([(a, size)]))
     doc = json.loads(cap.read_bytes())
-    doc["evidence"]["check_report"] = bogus  # by hand: capsule new refuses it
+    doc["evidence"]["attestations"] = [bogus]
+    cap.write_text(json.dumps(doc))
+    r = flow.run("promote", cap)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"promote: error: attestation {bogus}: DSSE envelope".encode())
+    missing = "blake3:" + "cd" * 32
+    doc["evidence"]["attestations"] = [missing]
     cap.write_text(json.dumps(doc))
     r = flow.run("promote", cap)
     assert r.returncode == 3
-    assert b"schema" in r.stderr
-    doc = json.loads(cap.read_bytes())
-    doc["evidence"]["check_report"] = "blake3:" + "cd" * 32
-    cap.write_text(json.dumps(doc))
-    assert flow.run("promote", cap).returncode == 3
+    assert r.stderr == f"promote: error: attestation {missing} is not in the store\n".encode()
 
 
 # -- path hygiene ----------------------------------------------------------------
@@ -226,9 +256,9 @@ def raw_capsule(flow: Flow, paths: list[str]) -> Path:
     d, s = flow.put(b"payload")
     check = flow.check([(d, s)])
     doc = {
-        "schema": "promote-capsule/v1",
+        "schema": "promote-capsule/v2",
         "targets": [{"path": p, "digest": d, "size": s} for p in paths],
-        "evidence": {"check_report": check},
+        "evidence": {"attestations": [check]},
     }
     path = flow.root / "raw.json"
     path.write_text(json.dumps(doc))
@@ -390,8 +420,10 @@ def test_dry_run_writes_nothing_and_shows_the_entry(flow: Flow) -> None:
 
 def test_same_inputs_give_identical_bytes(tmp_path: Path) -> None:
     outputs = []
+    first: Flow | None = None
     for name in ("one", "two"):
-        flow = Flow.init(tmp_path / name)
+        flow = Flow.init(tmp_path / name, keys_from=first)  # the same keys: the same inputs
+        first = first or flow
         assert (
             flow.release({"release/a": b"1", "release/b": b"2"}, "--builder", "ci").returncode == 0
         )
@@ -461,7 +493,7 @@ def test_capsule_new_delete_removes_a_path(flow: Flow) -> None:
         "new",
         "--delete",
         "release/a",
-        "--check-report",
+        "--attestation",
         check,
         "--expect-current",
         "--base",
@@ -482,6 +514,6 @@ def test_capsule_new_delete_removes_a_path(flow: Flow) -> None:
 
 def test_capsule_new_needs_a_target_or_delete(flow: Flow) -> None:
     check = flow.check([flow.put(b"x")])
-    r = flow.run("promote", "capsule", "new", "--check-report", check, "-o", "c.json")
+    r = flow.run("promote", "capsule", "new", "--attestation", check, "-o", "c.json")
     assert r.returncode == 2
     assert b"at least one --target or --delete" in r.stderr

@@ -154,11 +154,17 @@ def test_verify_chain_of_this_repository(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"ledger verify-chain: clean\n"
     env = clean_env({"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    # the example's own keys, so that the demo's store holds the example's attestations
+    subprocess.run(
+        ["bash", str(REPO / "examples/example-keys.sh"), str(tmp_path / "keys")],
+        check=True,
+        env=env,
+    )
     subprocess.run(
         ["bash", str(REPO / "examples/demo.sh"), str(tmp_path / "ws")],
         check=True,
         capture_output=True,
-        env=env,
+        env={**env, "DEMO_KEYS": str(tmp_path / "keys")},
     )
     r = subprocess.run(
         [

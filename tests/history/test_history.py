@@ -97,8 +97,8 @@ def test_show_entry_decision_and_evidence(flow: Flow) -> None:
     assert f"release/a: {entry['changes'][0]['from']['digest']} ->" in text
     assert "  allow (regorus " in text
     assert f"  policy: {entry['policy']['digest']}" in text
-    assert "  status: pass" in text
-    assert "  check: unit pass" in text
+    assert f"evidence  {entry['evidence'][0]['digest']}" in text  # the signed attestation
+    assert "  attestation (application/vnd.in-toto+json)" in text
     assert "  source_revision: v2" in text
     assert out(flow, "show", "head") == text
     assert out(flow, "show", "-1") == out(flow, "show", "1")
@@ -113,7 +113,8 @@ def test_show_json(flow: Flow) -> None:
     assert doc["decision"]["ref"] == entry["decision"]
     assert doc["decision"]["document"]["allow"] is True
     assert doc["decision"]["document"]["deny"] == []
-    assert doc["check_report"]["document"]["status"] == "pass"
+    assert [e["ref"] for e in doc["evidence"]] == entry["evidence"]
+    assert doc["evidence"][0]["document"]["payloadType"] == "application/vnd.in-toto+json"
     assert doc["capsule"]["document"]["meta"] == {"builder": "ci"}
     assert doc["missing"] == []
 
@@ -133,7 +134,7 @@ def test_show_a_missing_decision_exits_3_but_shows_the_rest(flow: Flow) -> None:
     r = flow.run("promote", "show", "2")
     assert r.returncode == 3
     text = r.stdout.decode()
-    assert "  status: pass" in text
+    assert f"evidence  {entry['evidence'][0]['digest']}" in text
     assert f"missing   decision {entry['decision']['digest']}" in text
     doc = json.loads(flow.run("promote", "show", "2", "--json").stdout)
     assert doc["decision"]["document"] is None and len(doc["missing"]) == 1

@@ -59,7 +59,7 @@ def test_revert_restores_the_state_as_a_new_entry(flow: Flow) -> None:
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert out.startswith(f"revert to entry 1 {digest(before[0])}: 1 path\n")
-    assert f"evidence: the CHECK report of entry 1 ({check1})" in out
+    assert "evidence: the 1 attestation of entry 1\n" in out
     assert "promoted: ledger entry 3" in out
     assert view(flow) == {"release/a": b"a1", "release/b": b"b1"}
     # history is never rewritten: a revert is a new entry
@@ -67,7 +67,8 @@ def test_revert_restores_the_state_as_a_new_entry(flow: Flow) -> None:
     e3 = entry(flow, 3)
     assert e3["prev"] == digest(before[1])
     assert e3["state_after"] == entry(flow, 1)["state_after"]
-    assert e3["check_report"] == entry(flow, 1)["check_report"]
+    assert e3["evidence"] == entry(flow, 1)["evidence"]
+    assert stored(flow, e3["capsule"]["digest"])["evidence"] == {"attestations": [check1]}
     assert [(c["path"], c["to"]["digest"]) for c in e3["changes"]] == [("release/a", digest(b"a1"))]
     capsule = stored(flow, e3["capsule"]["digest"])
     assert capsule["base"] == digest(before[1])
@@ -102,7 +103,7 @@ def test_dry_run_shows_it_and_writes_nothing(flow: Flow) -> None:
     plan = json.loads(flow.ok("promote", "revert", "--to", "1", "--dry-run", "--json").stdout)
     assert plan["status"] == "planned"
     assert plan["revert"]["to"] == 1
-    assert plan["revert"]["check_report"]["combined"] is False
+    assert len(plan["revert"]["evidence"]["attestations"]) == 1
     assert flow.snapshot() == before
     assert flow.run("promote", "revert", "--to", "1").returncode == 0
     assert entry(flow, 3) == plan["plan"]["entry"]
@@ -121,7 +122,7 @@ def test_revert_deletes_paths_that_did_not_exist(tmp_path: Path, mode: str) -> N
         {"path": "release/a", "digest": digest(b"a1"), "size": 2, "expect": digest(b"a2")},
         {"path": "release/new/b", "delete": True, "expect": digest(b"b1")},
     ]
-    assert out["revert"]["check_report"]["digest"] == check1
+    assert out["revert"]["evidence"]["attestations"] == [check1]
     assert view(flow) == {"release/a": b"a1"}
     changes = entry(flow, 3)["changes"]
     assert changes[1] == {
@@ -142,58 +143,43 @@ def test_a_delete_only_revert_names_the_report_of_the_entry_it_returns_to(flow: 
     assert out["revert"]["capsule"]["targets"] == [
         {"path": "release/c", "delete": True, "expect": digest(b"c1")}
     ]
-    assert out["revert"]["check_report"]["digest"] == check2
+    assert out["revert"]["evidence"]["attestations"] == [check2]
     assert view(flow) == {"release/a": b"a1", "release/b": b"b1"}
 
 
-def test_evidence_from_several_entries_is_combined(flow: Flow) -> None:
+def test_evidence_from_several_entries_is_named_together(flow: Flow) -> None:
     check1 = release(flow, {"release/a": b"a1"}, [("unit", "pass"), ("lint", "pass")])
-    check2 = release(flow, {"release/b": b"b1"}, [("unit", "pass"), ("fuzz", "skip")])
+    check2 = release(flow, {"release/b": b"b1"}, [("fuzz", "pass")])
     release(flow, {"release/a": b"a2", "release/b": b"b2"})
     out = json.loads(flow.ok("promote", "revert", "--to", "2", "--json").stdout)
-    ev = out["revert"]["check_report"]
-    assert ev["combined"] is True
-    assert ev["sources"] == [
-        {"seq": 1, "digest": check1, "size": ev["sources"][0]["size"]},
-        {"seq": 2, "digest": check2, "size": ev["sources"][1]["size"]},
+    ev = out["revert"]["evidence"]
+    # signatures cannot be combined: each recorded attestation is named as it is
+    assert ev["attestations"] == [check1, check2]
+    assert [s["seq"] for s in ev["sources"]] == [1, 2]
+    assert [s["capsule"] for s in ev["sources"]] == [
+        entry(flow, 1)["capsule"],
+        entry(flow, 2)["capsule"],
     ]
-    combined = stored(flow, ev["digest"])
-    assert combined == {
-        "schema": "check-report/v1",
-        "status": "pass",
-        "subjects": sorted(
-            [{"digest": digest(b"a1"), "size": 2}, {"digest": digest(b"b1"), "size": 2}],
-            key=lambda s: s["digest"],
-        ),
-        "checks": [{"name": "unit", "status": "pass"}],  # only what passed in both
-    }
-    assert entry(flow, 4)["check_report"]["digest"] == ev["digest"]
     assert view(flow) == {"release/a": b"a1", "release/b": b"b1"}
     assert flow.run("promote", "ledger", "verify").returncode == 0
 
 
-def test_one_recorded_report_covering_everything_is_used_as_it_is(flow: Flow) -> None:
+def test_a_failing_check_denies_and_a_revert_names_only_what_was_allowed(flow: Flow) -> None:
     a, b = flow.put(b"a1"), flow.put(b"b1")
     release(flow, {"release/a": b"a1"})
-    both = flow.check([a, b])
-    cap = flow.capsule({"release/b": b[0]}, both, "--expect-current")
-    assert flow.run("promote", cap).returncode == 0
+    failing = flow.check([a, b], status="fail")  # recorded beside a passing one
+    passing = flow.check([b])
+    cap = flow.root / "two.json"
+    flow.ok(
+        "promote", "capsule", "new", "--target", f"release/b={b[0]}", "--attestation", passing,
+        "--attestation", failing, "--expect-current", "-o", cap,
+    )  # fmt: skip
+    assert flow.run("promote", cap).returncode == 4  # a failing CHECK denies, whoever passed
+    assert flow.release({"release/b": b"b1"}).returncode == 0
     release(flow, {"release/a": b"a2", "release/b": b"b2"})
     out = json.loads(flow.ok("promote", "revert", "--to", "2", "--json").stdout)
-    assert out["revert"]["check_report"]["combined"] is False
-    assert out["revert"]["check_report"]["digest"] == both
-
-
-def test_no_common_check_is_denied_by_the_policy(flow: Flow) -> None:
-    release(flow, {"release/a": b"a1"}, [("unit", "pass")])
-    release(flow, {"release/b": b"b1"}, [("lint", "pass")])
-    release(flow, {"release/a": b"a2", "release/b": b"b2"})
-    before = flow.snapshot()
-    r = flow.run("promote", "revert", "--to", "2")
-    assert r.returncode == 4, r.stderr
-    assert report(flow)["status"] == "denied"
-    assert report(flow)["reasons"] == ["the CHECK report ran no checks"]
-    assert flow.snapshot() == before
+    assert failing not in out["revert"]["evidence"]["attestations"]
+    assert view(flow) == {"release/a": b"a1", "release/b": b"b1"}
 
 
 def test_the_policy_decides_reverts_too(flow: Flow) -> None:
@@ -203,6 +189,7 @@ def test_the_policy_decides_reverts_too(flow: Flow) -> None:
         'package promote\nimport rego.v1\n\ndeny contains "no reverts on fridays" if {\n'
         '\tinput.capsule.meta.builder == "promote revert"\n}\n'
     )
+    flow.control()
     r = flow.run("promote", "revert", "--to", "1")
     assert r.returncode == 4
     assert report(flow)["reasons"] == ["no reverts on fridays"]
@@ -260,7 +247,7 @@ def test_a_recorded_report_gone_from_the_store(flow: Flow) -> None:
     (flow.root / ".cas/objects/blake3" / check1[7:9] / check1[9:]).unlink()
     r = flow.run("promote", "revert", "--to", "1")
     assert r.returncode == 3
-    assert b"the CHECK report of entry 1" in r.stderr
+    assert r.stderr == f"promote: error: attestation {check1} is not in the store\n".encode()
 
 
 def test_revert_on_postgresql(tmp_path: Path, pg_url: str) -> None:
@@ -277,9 +264,9 @@ def test_revert_on_postgresql(tmp_path: Path, pg_url: str) -> None:
 
 def delete_capsule(flow: Flow, target: dict, check: str) -> Path:  # type: ignore[type-arg]
     doc = {
-        "schema": "promote-capsule/v1",
+        "schema": "promote-capsule/v2",
         "targets": [target],
-        "evidence": {"check_report": check},
+        "evidence": {"attestations": [check]},
     }
     path = flow.root / "delete.json"
     path.write_text(json.dumps(doc))

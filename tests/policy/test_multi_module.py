@@ -64,7 +64,7 @@ def test_policy_tests_pass_with_an_extra_module(extra: str) -> None:
 def test_the_set_helper_is_what_is_evaluated() -> None:
     """The shipped policy looks targets up in a set of checked pairs (no N x M scan)."""
     text = (REPO / "control/policy/promote.rego").read_text()
-    assert "covered(target) if [target.digest, target.size] in checked" in text
+    assert "covered(target) if [target.path, target.digest, target.size] in checked" in text
     complete = VECTORS[0]
     assert complete["allow"] is True
     for extra in EXTRA:

@@ -28,7 +28,6 @@ sys.path.insert(0, str(HERE.parent))
 from helpers import clean_env, run_cli  # noqa: E402
 
 from cas.digest import ObjectRef  # noqa: E402
-from promote.canonical import pretty  # noqa: E402
 from promote.capsules import new_capsule  # noqa: E402
 from promote.ledger.files import FileLedger  # noqa: E402
 from promote.workspace import Workspace  # noqa: E402
@@ -68,7 +67,7 @@ def prepare(
     guards: bool = True,
     check_subjects: Sequence[ObjectRef] | None = None,
 ) -> Path:
-    """Put `files` and a passing CHECK report; write a capsule for them.
+    """Put `files` and a passing CHECK attestation; write a capsule for them.
 
     With `guards`, the capsule carries `--expect-current` and `--base current`, so it
     can succeed once at most.
@@ -76,21 +75,28 @@ def prepare(
     ws = Workspace.load(root)
     refs = {p: ws.store.put_bytes(b) for p, b in files.items()}
     subjects = list(check_subjects) if check_subjects is not None else list(refs.values())
-    report = {
-        "schema": "check-report/v1",
-        "status": "pass",
-        "subjects": [r.to_dict() for r in subjects],
-        "checks": [{"name": "unit", "status": "pass"}],
-    }
-    check = ws.store.put_bytes(pretty(report))
+    # a passing CHECK predicate about the subjects, signed with the demo checker key
+    from promote.attest.dsse import sign_envelope
+    from promote.attest.keys import load_private_key
+    from promote.attest.statement import CHECK_PREDICATE, PAYLOAD_TYPE, Statement, Subject
+    from promote.demo_keys import key_path
+
+    statement = Statement.build(
+        [Subject(str(r.digest), (("blake3", r.digest.hex),)) for r in subjects],
+        CHECK_PREDICATE,
+        {"status": "pass", "checks": [{"name": "unit", "status": "pass"}]},
+    )
+    key = load_private_key(key_path(root, "checker"))
+    check = ws.store.put_bytes(sign_envelope(PAYLOAD_TYPE, statement.encode(), [key]).encode())
     ledger = FileLedger(ws.ledger_dir, ws.store)
     data = new_capsule(
         ws,
         ledger,
         [f"{p}={r.digest}" for p, r in refs.items()],
-        str(check.digest),
+        None,
         expect_current=guards,
         base="current" if guards else None,
+        attestations=[str(check.digest)],
     )
     out = root / f"{name}.json"
     out.write_bytes(data)

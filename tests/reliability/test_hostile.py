@@ -256,7 +256,10 @@ def _hostile_check_report(data: bytes) -> Any:
         from reliability.scenario import put
 
         ref = put(root, data)
-        return _capsule(root, evidence={"check_report": str(ref.digest)})
+        # a v1 capsule: its unsigned CHECK report is read (and refused) as before
+        return _capsule(
+            root, schema="promote-capsule/v1", evidence={"check_report": str(ref.digest)}
+        )
 
     return make
 
@@ -274,7 +277,7 @@ ATTACKS: dict[str, tuple[Any, int, list[tuple[str, str]]]] = {
         [],
     ),
     "non-utf8": (lambda root: _raw(root, b'{"schema":"promote-capsule/v1\xff\xfe"}'), 2, []),
-    "check-covers-other-artifact-same-size": (_same_size_other_artifact, 3, []),
+    "check-covers-other-artifact-same-size": (_same_size_other_artifact, 4, []),
     "check-report-nested": (_hostile_check_report(b"[" * 10_000 + b"]" * 10_000), 3, []),
     "check-report-duplicate-keys": (
         _hostile_check_report(b'{"schema":"check-report/v1","status":"pass","status":"fail"}'),
