@@ -5,6 +5,7 @@ from __future__ import annotations
 from cas.errors import (
     EXIT_DENIED,
     EXIT_INTEGRITY,
+    EXIT_USAGE,
     CasError,
     ConflictError,
     UsageError,
@@ -41,6 +42,15 @@ class WorkspaceError(UsageError, PromoteError):
 
 class DiskError(PromoteError):
     """The disk refused a read or write of the ledger or the view (full, failing)."""
+
+    @classmethod
+    def of(cls, what: str, e: OSError) -> DiskError:
+        """`what: why` as one line; a missing path or a permission is the user's to fix
+        (exit 2), anything else the system refused is exit 1 (as in `cas`)."""
+        err = cls(f"{what}: {e.strerror or e}")
+        if isinstance(e, (FileNotFoundError, PermissionError)):
+            err.exit_code = EXIT_USAGE
+        return err
 
 
 class LinkageError(PromoteError):

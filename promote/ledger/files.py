@@ -42,7 +42,7 @@ def file_lock(path: Path, timeout: float | None = None, what: str = "lock") -> I
         makedirs_durable(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise DiskError(f"cannot open {what} {path}: {e.strerror or e}") from None
+        raise DiskError.of(f"cannot open {what} {path}", e) from None
     try:
         locks.wait(fd, fcntl.LOCK_EX, timeout, f"{what} is held by another process ({path})")
         yield
@@ -98,7 +98,7 @@ class FileLedger(CommitBackend):
         except FileNotFoundError:
             raise IntegrityError(f"ledger entry {seq} is missing") from None
         except OSError as e:
-            raise DiskError(f"cannot read ledger entry {seq}: {e.strerror or e}") from None
+            raise DiskError.of(f"cannot read ledger entry {seq}", e) from None
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.dir / ".lock", what="the ledger lock")
@@ -115,7 +115,7 @@ class FileLedger(CommitBackend):
             try:
                 self._link_entry(entry)
             except OSError as e:
-                raise DiskError(f"cannot write the ledger: {e.strerror or e}") from None
+                raise DiskError.of(f"cannot write the ledger {self.dir}", e) from None
             # Past the commit point the entry is there, whole: what follows makes it
             # durable and updates a cache, and its failure must not unsay the commit.
             new = entry.head()

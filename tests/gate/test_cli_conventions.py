@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import Flow, run_cli
+from helpers import Flow, clean_env, run_cli, script
 
 from cas.digest import Digest
 from cas.local import LocalStore
@@ -77,15 +79,45 @@ def test_refusals_have_one_format(flow: Flow) -> None:
     assert json.loads(r.stdout)["error"]["exit_code"] == 2
 
 
-def test_permission_problem_is_exit_2_with_the_path(flow: Flow) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads and writes regardless of permissions")
-    (flow.root / "execution").chmod(0o500)
+def _without_dac(
+    name: str, *args: str | os.PathLike[str], cwd: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a console script as root without the capabilities that bypass file modes
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so permissions bite as for any user."""
+    return subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", script(name), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        env=clean_env(None),
+        timeout=300,
+    )
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+def test_permission_problem_is_exit_2_with_the_path(flow: Flow, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"not yours")
+    secret.chmod(0)
+    if os.geteuid() != 0:  # an ordinary user meets the mode without setpriv
+        r = run_cli("cas", "put", secret, cwd=flow.root)
+    else:
+        r = _without_dac("cas", "put", secret, cwd=flow.root)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == f"cas: error: {secret}: permission denied\n".encode(), r.stderr
+    (flow.root / "execution/ledger").chmod(0o500)
     try:
-        r = flow.release({"release/a": b"a"})
+        d, s = flow.put(b"a")
+        cap = flow.capsule({"release/a": d}, flow.check([(d, s)]))
+        if os.geteuid() != 0:
+            r = run_cli("promote", cap, cwd=flow.root)
+        else:
+            r = _without_dac("promote", cap, cwd=flow.root)
     finally:
-        (flow.root / "execution").chmod(0o755)
-    assert b"Error" not in r.stderr and b"permission denied" in r.stderr.lower()
+        (flow.root / "execution/ledger").chmod(0o755)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(b"promote: error: ") and r.stderr.count(b"\n") == 1, r.stderr
+    assert b"permission denied" in r.stderr.lower() and b"execution" in r.stderr, r.stderr
+    assert b"Error" not in r.stderr
 
 
 @pytest.mark.parametrize(
