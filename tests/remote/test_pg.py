@@ -135,6 +135,32 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     assert b"secret" not in r.stderr and b"promote:***@" in r.stderr
 
 
+def test_capsule_new_needs_the_ledger_only_for_the_current_state(tmp_path: Path) -> None:
+    """A builder writes a capsule without ledger access; --expect-current and
+    --base current read the ledger, and an unreachable one is the same clear error."""
+    import socket
+
+    from promote_ws import sign_check
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    m = make_machine(tmp_path / "ws", f"postgresql://promote:secret@127.0.0.1:{port}/nowhere")
+    ref = m.put(b"a")
+    check = sign_check(m.root, m.ws, [b"a"])
+    args = ("--target", f"release/a.txt={ref.digest}", "--attestation", str(check.digest))
+    _ok(m.promote("capsule", "new", *args, "-o", "c.json"))
+    assert json.loads((m.root / "c.json").read_bytes())["targets"][0]["path"] == "release/a.txt"
+    r = m.promote("capsule", "new", *args, "--target", f"release/A.txt={ref.digest}", "-o", "x")
+    assert r.returncode == 2 and b"collide" in r.stderr  # the layout among its own paths
+    for extra in (("--expect-current",), ("--base", "current")):
+        r = m.promote("capsule", "new", *args, *extra, "-o", "d.json")
+        assert r.returncode == 1, r.stderr
+        assert b"cannot connect to the ledger database" in r.stderr
+        assert b"secret" not in r.stderr
+    assert not (m.root / "d.json").exists()
+
+
 def test_pointer_rows_that_disagree_with_the_head_are_an_integrity_error(
     tmp_path: Path, pg_url: str
 ) -> None:
