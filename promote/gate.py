@@ -124,11 +124,17 @@ class Outcome:
         return out
 
 
+class CapsuleTooLarge(InvalidCapsule):
+    """A capsule file larger than MAX_CAPSULE: it was opened and read, so a real
+    promotion attempt (the report records it), refused as too large."""
+
+
 def read_capsule(ws: Workspace, arg: str) -> bytes:
     """The capsule's bytes, from a file path or from the store by digest.
 
     Raises:
         UsageError: an unreadable file. LinkageError: a digest the store lacks.
+        CapsuleTooLarge: a file larger than MAX_CAPSULE (read: a real attempt).
     """
     if arg.startswith("blake3:"):
         digest = Digest.parse(arg)
@@ -150,7 +156,7 @@ def read_capsule(ws: Workspace, arg: str) -> bytes:
             verb="read",
         ) from None
     if len(data) > MAX_CAPSULE:
-        raise InvalidCapsule(f"{arg}: larger than {MAX_CAPSULE} bytes")
+        raise CapsuleTooLarge(f"{arg}: larger than {MAX_CAPSULE} bytes")
     return data
 
 
@@ -444,7 +450,11 @@ def promote(
             # Shared with other writers, exclusive to `cas gc`: nothing this promotion
             # verifies or stores can be collected before the commit names it.
             guard.enter_context(ws.store.collecting())
-        data = capsule_bytes if capsule_bytes is not None else read_capsule(ws, capsule_arg)
+        try:
+            data = capsule_bytes if capsule_bytes is not None else read_capsule(ws, capsule_arg)
+        except CapsuleTooLarge:
+            read = True  # the file was opened and read: a real attempt, refused
+            raise
         read = True
         capsule_ref = hash_bytes(data)
         p = plan(ws, ledger, data, engine)
