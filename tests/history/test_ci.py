@@ -297,14 +297,24 @@ def test_init_ci_in_a_subdirectory_and_symlink_mode(tmp_path: Path) -> None:
 
 
 def test_the_workflow_steps_gate_a_pull_request(repo: Flow, tmp_path: Path) -> None:
-    """Run the workflow's own steps on a fresh clone, as the CI runner would."""
+    """Run the workflow's own steps on a fresh clone, as the CI runner would.
+
+    The store is the one the committed config names, reachable from the runner (here
+    an absolute directory, as an s3:// store would be): no CAS_STORE, which inside a
+    workspace may only repeat the config."""
+    config = repo.root / "control/promote/config.json"
+    doc = json.loads(config.read_bytes())
+    doc["store"] = str(repo.root / ".cas")
+    config.write_text(json.dumps(doc, indent=2) + "\n")
     repo.ok("promote", "init", "--ci", "github")
     git_ok(repo.root, "add", "-A")
     git_ok(repo.root, "commit", "-qm", "ci")
     steps = gate_steps(workflow_of(repo.root))
+    assert "CAS_STORE" not in workflow_of(repo.root)["jobs"]["gate"]["env"]
     clone = tmp_path / "clone"
     git_ok(tmp_path, "clone", "-q", str(repo.root), str(clone))
-    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CAS_STORE": str(repo.root / ".cas")}
+    assert not (clone / ".cas").exists()
+    env = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
     def run_steps() -> list[int]:
         return [
