@@ -72,7 +72,7 @@ from cas.local import MARKER, MARKER_DATA
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3AccessDenied", "S3Store", "S3StoreError", "parse_s3_url"]
+__all__ = ["S3AccessDenied", "S3Store", "S3StoreError", "S3Unreachable", "parse_s3_url"]
 
 MiB = 1 << 20
 #: The smallest part S3 accepts, but for the last one.
@@ -105,6 +105,10 @@ _CREDENTIALS = (
 
 class S3StoreError(CasError):
     """The S3 server could not be reached, or refused or failed a request."""
+
+
+class S3Unreachable(S3StoreError):
+    """The S3 endpoint could not be reached at all: no answer about any object."""
 
 
 class S3AccessDenied(S3StoreError):
@@ -304,7 +308,7 @@ class S3Store(ObjectStore):
             botocore.exceptions.EndpointConnectionError,
             botocore.exceptions.ConnectTimeoutError,
         ):
-            raise S3StoreError(
+            raise S3Unreachable(
                 f"{self.location}: cannot {what}: cannot reach the S3 endpoint "
                 f"{self.client.meta.endpoint_url}"
             ) from None
@@ -633,6 +637,8 @@ class S3Store(ObjectStore):
                 pass
         except ObjectMissing:
             return []  # deleted by gc while we looked
+        except S3Unreachable:
+            raise  # the server is gone, not this object: fsck fails (exit 1), no report
         except DigestMismatch as e:
             if isinstance(e.got, Digest) and self.has(e.got):
                 detail = f"holds the bytes of {e.got} ({e.size} bytes), another object"

@@ -6,7 +6,8 @@ directory, and enforces credentials through `-s3.config`. It does not exit on
 SIGTERM, so it is stopped by PID: TERM, then KILL after a few seconds.
 
 When the server cannot start, `seaweedfs()` raises: the tests that need it fail loudly
-rather than skip.
+rather than skip. The reliability suite kills it (SIGKILL, as a crash would) and starts
+it again on the same ports and data through `S3Server.weed`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import attrs
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3Server", "seaweedfs"]
+__all__ = ["S3Server", "Weed", "seaweedfs"]
 
 READY_TIMEOUT = 60.0
 STOP_GRACE = 3.0
@@ -47,6 +48,8 @@ class S3Server:
     access_key: str
     secret_key: str
     region: str = "us-east-1"
+    #: The process behind it, to kill and restart (None for an address only).
+    weed: Weed | None = attrs.field(default=None, eq=False, repr=False)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The standard AWS variables that point a `cas` process at this server."""
@@ -196,6 +199,8 @@ def seaweedfs(workdir: Path) -> Iterator[S3Server]:
         f"-master.port={master}",
         f"-master.port.grpc={master_g}",
         "-master.telemetry=false",
+        # a single master: a restart elects itself in about a second, not ten
+        "-master.electionTimeout=1s",
         "-master.volumeSizeLimitMB=256",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_g}",
@@ -212,21 +217,70 @@ def seaweedfs(workdir: Path) -> Iterator[S3Server]:
         f"-s3.localSocket={workdir / 's3.sock'}",
         f"-s3.config={workdir / 's3.json'}",
     ]
-    log = workdir / "weed.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    weed = Weed(cmd, workdir, server, (master_g, volume_g, filer_g, s3_g))
+    server = attrs.evolve(server, weed=weed)
     try:
-        _wait_ready(proc, server, log)
+        weed.start()
         yield server
     finally:
-        _stop(proc)
-        for name, port in zip(_SOCKETS, (master_g, volume_g, filer_g, s3_g), strict=True):
+        weed.stop()
+
+
+class Weed:
+    """The `weed server` process of one S3Server: started, killed and started again on
+    the same ports, data and config (what a crash and a restart of the host do)."""
+
+    def __init__(
+        self, cmd: list[str], workdir: Path, server: S3Server, grpc_ports: tuple[int, ...]
+    ) -> None:
+        self.cmd = cmd
+        self.workdir = workdir
+        self.server = server
+        self.grpc_ports = grpc_ports
+        self.log = workdir / "weed.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and wait until it serves (a bucket can be created and written)."""
+        assert self.proc is None or self.proc.poll() is not None, "weed is running"
+        self._remove_sockets()
+        # never the client's AWS_* variables: weed would add them as one more identity
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_ready(self.proc, self.server, self.log)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no drain, no flush beyond what the kernel already has."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        """The unix sockets a previous run left (gRPC ones in /tmp, named after their
+        ports; the filer's and the gateway's local ones), which would block a start."""
+        paths = [
+            f"/tmp/seaweedfs-{name}-grpc-{port}.sock"
+            for name, port in zip(_SOCKETS, self.grpc_ports, strict=True)
+        ]
+        for path in [*paths, self.workdir / "filer.sock", self.workdir / "s3.sock"]:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"/tmp/seaweedfs-{name}-grpc-{port}.sock")
+                os.unlink(path)

@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["PgServer", "pg_bindir", "postgresql"]
+__all__ = ["PgControl", "PgServer", "pg_bindir", "postgresql"]
 
 START_TIMEOUT = 60
 SUPERUSER = "postgres"
@@ -42,6 +42,8 @@ class PgServer:
     host: str
     port: int
     user: str = SUPERUSER
+    #: The server's own commands, to restart it (None for an address only).
+    control: PgControl | None = attrs.field(default=None, eq=False, repr=False)
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
@@ -50,6 +52,13 @@ class PgServer:
         import psycopg
 
         return psycopg.connect(self.url(dbname), autocommit=True, **kw)
+
+    def restart(self) -> None:
+        """Crash and restart the server on the same port and data: `pg_ctl stop -m
+        immediate` (no shutdown checkpoint; every backend dies at once, as in a crash),
+        then start, which replays the WAL. Connections open before are gone."""
+        assert self.control is not None, "not a server these tests started"
+        self.control.restart()
 
     def new_database(self) -> str:
         """A fresh, empty database (no promote schema); returns its URL."""
@@ -129,6 +138,44 @@ class _Runner:
             raise RuntimeError(f"{Path(cmd[0]).name} failed ({proc.returncode}):\n{out}")
 
 
+@attrs.frozen
+class PgControl:
+    """`pg_ctl` for one server: its binaries, data directory, log and options."""
+
+    bindir: Path
+    runner: _Runner
+    top: Path
+    options: str
+
+    @property
+    def data(self) -> Path:
+        return self.top / "data"
+
+    def _pg_ctl(self, *args: str, timeout: float = START_TIMEOUT + 10) -> None:
+        self.runner.run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), *args],
+            cwd=self.top,
+            timeout=timeout,
+        )
+
+    def start(self) -> None:
+        log = self.top / "server.log"
+        try:
+            self._pg_ctl(
+                "-l", str(log), "-o", self.options, "-w", "-t", str(START_TIMEOUT), "start"
+            )
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            raise RuntimeError(f"PostgreSQL did not start: {e}\n{_log_tail(log)}") from None
+
+    def stop(self) -> None:
+        """Immediate: no shutdown checkpoint (a crash, as far as the data knows)."""
+        self._pg_ctl("-m", "immediate", "-w", "stop", timeout=START_TIMEOUT)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 def _kill_postmaster(data: Path) -> None:
     """The last resort when `pg_ctl stop` failed: SIGQUIT the postmaster by its PID."""
     try:
@@ -162,7 +209,6 @@ def postgresql() -> Iterator[PgServer]:
     runner = _Runner()
     top = Path(tempfile.mkdtemp(prefix="cas-pg-"))
     data = top / "data"
-    log = top / "server.log"
     started = False
     try:
         runner.chown(top)
@@ -188,32 +234,24 @@ def postgresql() -> Iterator[PgServer]:
                 f"-c unix_socket_directories={top}",
                 "-c max_connections=100",
                 "-c shared_buffers=32MB",
+                # the tests crash processes (the reliability suite crashes this server
+                # too), they do not cut the power: what a COMMIT wrote reaches the
+                # kernel and survives them, without waiting for the disk
+                "-c fsync=off",
             ]
         )
-        try:
-            runner.run(
-                [
-                    *(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options),
-                    *("-w", "-t", str(START_TIMEOUT), "start"),
-                ],
-                cwd=top,
-                timeout=START_TIMEOUT + 10,
-            )
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            raise RuntimeError(f"PostgreSQL did not start: {e}\n{_log_tail(log)}") from None
+        control = PgControl(bindir, runner, top, options)
+        control.start()
         started = True
-        server = PgServer("127.0.0.1", port)
+        server = PgServer("127.0.0.1", port, control=control)
         with server.connect() as conn:  # ready, and reachable over TCP as the tests use it
             conn.execute("SELECT 1")
         yield server
     finally:
         if started:
             try:
-                runner.run(
-                    # immediate: no shutdown checkpoint, the data is thrown away anyway
-                    [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                    cwd=top,
-                )
+                # immediate: no shutdown checkpoint, the data is thrown away anyway
+                control.stop()
             except (RuntimeError, subprocess.TimeoutExpired):
                 _kill_postmaster(data)
         shutil.rmtree(top, ignore_errors=True)

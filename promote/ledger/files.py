@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
@@ -31,17 +32,24 @@ def file_lock(path: Path, timeout: float | None = None, what: str = "lock") -> I
     """An exclusive flock on `path`, waited for up to `timeout` seconds.
 
     The kernel drops the lock when its holder dies, so a killed process can never
-    leave a lock that blocks the next user; the lock file itself is harmless.
+    leave a lock that blocks the next user; the lock file itself is harmless. A link
+    planted at `path` is never followed (O_NOFOLLOW): opening it with O_CREAT would
+    create, or lock, whatever it points at.
 
     Raises:
         ConflictError: when another process holds it for longer than `timeout`.
+        IntegrityError: when `path` is a symbolic link.
     """
     if timeout is None:  # read now, not at import: a long-lived caller may change it
         timeout = float(os.environ.get("PROMOTE_LOCK_TIMEOUT", LOCK_TIMEOUT))
     try:
         makedirs_durable(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise IntegrityError(
+                f"{what} {path} is a symbolic link: refusing to follow it (remove it)"
+            ) from None
         raise DiskError.of(f"cannot open {what} {path}", e) from None
     try:
         locks.wait(fd, fcntl.LOCK_EX, timeout, f"{what} is held by another process ({path})")

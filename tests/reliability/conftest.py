@@ -19,6 +19,8 @@ Make = Callable[..., Path]
 
 CATEGORIES = [
     ("crash", "kills injected"),
+    ("crash-pg", "crashes injected"),  # the ledger in PostgreSQL
+    ("crash-s3", "crashes injected"),  # the store in S3
     ("concurrency", "races run"),
     ("faults", "faults injected"),
     ("tamper", "tamper cases"),
@@ -81,6 +83,10 @@ def cli(zygote: Zygote) -> Any:
     return zygote.run
 
 
+#: The figures every row shows; a category's others follow it in parentheses.
+_FIGURES = {"cases", "checks", "inconsistent", "lost"}
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not TALLY:
         return
@@ -90,9 +96,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         t = TALLY.get(cat)
         if not t:
             continue
+        more = [f"{n} {k}" for k, n in t.items() if k not in _FIGURES]
         tr.write_line(
             f"{cat:12} {t['cases']:6d} {label:18} {t['checks']:5d} checker runs"
             f"  {t['inconsistent']} inconsistent states  {t['lost']} lost objects"
+            + (f"  ({', '.join(more)})" if more else "")
         )
     extra = sorted(set(TALLY) - {c for c, _ in CATEGORIES})
     for cat in extra:

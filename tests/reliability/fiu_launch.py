@@ -8,12 +8,19 @@ the interpreter's own start-up is not what fails), then arms POINT (such as
 STEP is `start`, else when the process reaches crash step STEP (`put.renamed:2`). It
 reuses the crash hook: with `CAS_CRASH_AT=STEP` the product would SIGKILL itself
 there, and this launcher turns that self-kill into arming the fault instead.
+
+libfiu's POSIX wrappers cover rename(2) and unlink(2) but not link(2), the file
+ledger's commit point. This launcher adds that point, `posix/io/dir/link`, as
+libfiu's own wrappers do, one level up: `os.link` (the one way the product calls
+link(2)) asks libfiu's `fiu_fail` first and, when the point fails, raises the errno
+its failinfo holds, without calling link(2).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import signal
 import sys
@@ -23,6 +30,24 @@ import promote.cli
 
 GROUPS = {"cas": cas.cli.main, "promote": promote.cli.main}
 FIU_ONETIME = 1
+LINK_POINT = "posix/io/dir/link"
+
+
+def _wrap_link(lib: ctypes.CDLL) -> None:
+    """Make `os.link` fail as libfiu says for LINK_POINT (see the module's doc)."""
+    lib.fiu_fail.argtypes = [ctypes.c_char_p]
+    lib.fiu_fail.restype = ctypes.c_int
+    lib.fiu_failinfo.argtypes = []
+    lib.fiu_failinfo.restype = ctypes.c_void_p
+    real_link = os.link
+
+    def link(src: str, dst: str, **kw: object) -> None:
+        if lib.fiu_fail(LINK_POINT.encode()):
+            err = int(lib.fiu_failinfo() or errno.EIO)
+            raise OSError(err, os.strerror(err), src, None, dst)
+        real_link(src, dst, **kw)  # type: ignore[arg-type]
+
+    os.link = link
 
 
 def main() -> None:
@@ -30,6 +55,7 @@ def main() -> None:
     lib = ctypes.CDLL(ctypes.util.find_library("fiu") or "libfiu.so.0")
     lib.fiu_enable.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
     lib.fiu_enable.restype = ctypes.c_int
+    _wrap_link(lib)
 
     def arm() -> None:
         # failinfo is the errno the POSIX wrapper sets when the point fails

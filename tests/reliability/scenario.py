@@ -29,7 +29,7 @@ from helpers import clean_env, run_cli  # noqa: E402
 
 from cas.digest import ObjectRef  # noqa: E402
 from promote.capsules import new_capsule  # noqa: E402
-from promote.ledger.files import FileLedger  # noqa: E402
+from promote.verify import open_ledger  # noqa: E402
 from promote.workspace import Workspace  # noqa: E402
 
 __all__ = ["Result", "Zygote", "copy_workspace", "loop_step", "prepare", "put"]
@@ -88,16 +88,21 @@ def prepare(
     )
     key = load_private_key(key_path(root, "checker"))
     check = ws.store.put_bytes(sign_envelope(PAYLOAD_TYPE, statement.encode(), [key]).encode())
-    ledger = FileLedger(ws.ledger_dir, ws.store)
-    data = new_capsule(
-        ws,
-        ledger,
-        [f"{p}={r.digest}" for p, r in refs.items()],
-        None,
-        expect_current=guards,
-        base="current" if guards else None,
-        attestations=[str(check.digest)],
-    )
+    ledger = open_ledger(ws)  # the workspace's own: a directory or PostgreSQL
+    try:
+        data = new_capsule(
+            ws,
+            ledger,
+            [f"{p}={r.digest}" for p, r in refs.items()],
+            None,
+            expect_current=guards,
+            base="current" if guards else None,
+            attestations=[str(check.digest)],
+        )
+    finally:
+        close = getattr(ledger, "close", None)
+        if close is not None:
+            close()
     out = root / f"{name}.json"
     out.write_bytes(data)
     return out
@@ -106,7 +111,6 @@ def prepare(
 def loop_step(rng: random.Random, i: int, spec: Mapping[str, Any]) -> None:
     """One step of the random-kill loop: a put of fresh bytes, or a whole promotion."""
     from promote.gate import promote
-    from promote.verify import open_ledger
 
     root = Path(spec["root"])
     if rng.random() < 0.4:

@@ -193,6 +193,53 @@ def test_planted_temp_links_are_never_followed(make_ws, cli: Zygote, tmp_path: P
     check(root, cli, category="tamper")
 
 
+LOCKS = {"ledger": "execution/ledger/.lock", "view": ".promote/view.lock"}
+
+
+@pytest.mark.parametrize("target", ["existing", "dangling"])
+@pytest.mark.parametrize("lock", list(LOCKS))
+def test_planted_lock_links_are_refused(
+    make_ws, cli: Zygote, tmp_path: Path, lock: str, target: str
+) -> None:
+    """A symlink planted at a lock path (opened with O_CREAT) at a victim file, or at
+    a victim path that does not exist yet: the promotion is refused, exit 3 with one
+    line naming the lock, nothing is committed, the victim is neither changed nor
+    created; once the link is gone the same capsule promotes."""
+    root = make_ws()
+    _promoted(root, cli)
+    victim = tmp_path / "victim"
+    if target == "existing":
+        victim.write_bytes(b"precious")
+        os.chmod(victim, 0o600)
+    before = _tree(tmp_path)
+    path = root / LOCKS[lock]
+    path.unlink(missing_ok=True)
+    path.symlink_to(victim)
+    cap = prepare(root, {"release/a": b"2"}, name="p2")
+    r = cli("promote", cap, cwd=root)
+    count("tamper", "cases")
+    refused = f"the {lock} lock {path} is a symbolic link: refusing to follow it (remove it)"
+    assert r.returncode == 3, r.stderr
+    if lock == "ledger":
+        assert r.stderr.decode() == f"promote: error: {refused}\n"
+        assert len(entries(root)) == 1
+    else:  # the ledger's lock came first: the entry is in, and the view is behind
+        assert r.stderr.decode() == (
+            f"promote: warning: committed, but the view is behind: {refused}"
+            " (run 'promote recover')\n"
+        )
+        assert len(entries(root)) == 2
+        rec = cli("promote", "recover", cwd=root)
+        assert (rec.returncode, rec.stderr.decode()) == (3, f"promote: error: {refused}\n")
+    assert _tree(tmp_path) == before
+    path.unlink()
+    assert cli("promote", "recover", cwd=root).returncode == 0
+    again = cli("promote", cap, cwd=root)
+    assert again.returncode == (5 if lock == "view" else 0), again.stderr
+    assert (root / "release/a").read_bytes() == b"2"
+    check(root, cli, category="tamper")
+
+
 # -- 4. path hygiene ----------------------------------------------------------------
 
 BAD_PATHS = {

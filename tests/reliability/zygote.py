@@ -32,7 +32,10 @@ import promote.view
 
 try:  # warm what the gate imports lazily, so children start at once
     import jsonschema  # noqa: F401
+    import psycopg  # noqa: F401  (the PostgreSQL rows' children)
     import regorus  # noqa: F401
+
+    import cas.s3  # (boto3: the S3 rows' children)
 
     promote.model._validator("promote_capsule.schema.json")
     promote.model._validator("check_report.schema.json")
