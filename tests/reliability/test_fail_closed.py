@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -37,15 +38,14 @@ def _engine(root: Path, engine: dict) -> None:
 
 
 def _timed_out(root: Path, cli: Zygote, timeout: float) -> None:
-    """Exit 1 within timeout + 5 s, no decision stored or recorded, nothing committed."""
+    """Exit 1 at the configured deadline (the one line names it), no decision stored
+    or recorded, nothing committed. How soon past the deadline promote gives up is
+    the benchmark's business (bench/run.py, engine-timeout), not a test's."""
     cap = prepare(root, {"release/a": b"1"})
-    start = time.monotonic()
     r = cli("promote", cap, cwd=root)
-    elapsed = time.monotonic() - start
     count("fail-closed", "cases")
     assert r.returncode == 1, (r.returncode, r.stderr)
-    assert b"timed out after" in r.stderr
-    assert elapsed < timeout + 5, elapsed
+    assert f"timed out after {timeout:g}s".encode() in r.stderr, r.stderr
     report = json.loads((root / "execution/promote/report.json").read_bytes())
     assert report["status"] == "failed", report
     assert report.get("decision") is None, report
@@ -55,11 +55,9 @@ def _timed_out(root: Path, cli: Zygote, timeout: float) -> None:
 
 def _denied(root: Path, cli: Zygote, reason: str) -> None:
     cap = prepare(root, {"release/a": b"1"})
-    start = time.monotonic()
     r = cli("promote", cap, cwd=root)
     count("fail-closed", "cases")
     assert r.returncode == 4, (r.returncode, r.stderr)
-    assert time.monotonic() - start < 20
     report = json.loads((root / "execution/promote/report.json").read_bytes())
     assert report["status"] == "denied", report
     assert report["decision"]["allow"] is False
@@ -135,17 +133,22 @@ def test_regorus_timeout_is_an_engine_error(make_ws, cli: Zygote) -> None:
 
 
 def test_fake_opa_cli_timeout_is_an_engine_error(make_ws, cli: Zygote, tmp_path: Path) -> None:
-    """A fake `opa` binary that hangs past engine.timeout: exit 1, no decision."""
+    """A fake `opa` binary that hangs past engine.timeout: exit 1, no decision, and
+    the engine was killed at the deadline, not waited for (it does not outlive
+    promote)."""
     root = make_ws()
     fake = tmp_path / "opa"
+    pid = tmp_path / "opa.pid"
     fake.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = version ]; then echo "Version: 0.0.0-fake"; exit 0; fi\n'
-        "cat >/dev/null\nsleep 30\n"
+        f"cat >/dev/null\necho $$ > {pid}\nexec sleep 600\n"
     )
     fake.chmod(0o755)
     _engine(root, {"kind": "opa", "binary": str(fake), "timeout": 1})
     _timed_out(root, cli, 1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid.read_text()), 0)
 
 
 FAKE_OPA = {
