@@ -54,6 +54,7 @@ class Variant:
     setup: Callable[[], None] | None = None  # untimed, before every run
     env: dict[str, str] | None = None
     max_runs: int | None = None  # for a reference too slow to run every round
+    exit_code: int = 0  # what a run must exit with (a timed failure: not 0)
     times: list[float] = field(default_factory=list)
     peak_rss: list[int] = field(default_factory=list)  # bytes, per run
     written: list[int] = field(default_factory=list)  # bytes sent to storage, per run
@@ -93,7 +94,7 @@ def timed(v: Variant) -> tuple[float, int, int]:
     elapsed = time.perf_counter() - start
     p.returncode = os.waitstatus_to_exitcode(status)
     p.stderr.close()
-    if p.returncode != 0:
+    if p.returncode != v.exit_code:
         raise SystemExit(
             f"bench: {' '.join(v.argv[:4])} ... failed with exit {p.returncode}:\n"
             + err.decode(errors="replace")[-2000:]
@@ -547,6 +548,61 @@ class Bench:
             "object reads; a real ledger adds about four small objects to re-hash per entry",
         )
 
+    # 8b. a checkpoint (Merkle root) and an inclusion proof over the whole ledger
+    def case_ledger_checkpoint(self) -> Case:
+        ws, n = self.big_ledger()
+        return Case(
+            "ledger-checkpoint",
+            f"promote ledger checkpoint, {n} entries",
+            Variant("promote ledger checkpoint", [self.promote, "ledger", "checkpoint"], cwd=ws),
+            [self.entries_b3sum(ws)],
+            rate=(n, "entries"),
+            note="the Merkle tree over every entry's hash: each entry is read and hashed",
+        )
+
+    def case_ledger_prove(self) -> Case:
+        ws, n = self.big_ledger()
+        argv = [self.promote, "ledger", "prove", str(n // 2 + 1), "-o", os.devnull]
+        return Case(
+            "ledger-prove",
+            f"promote ledger prove (entry {n // 2 + 1} of {n})",
+            Variant("promote ledger prove", argv, cwd=ws),
+            [self.entries_b3sum(ws)],
+            note="the proof's path needs the hashes of the subtrees beside it: every entry's",
+        )
+
+    def entries_b3sum(self, ws: Path) -> Variant:
+        return Variant(
+            "b3sum of the entry files (find, xargs)",
+            ["sh", "-c", "find entries -type f -print0 | xargs -0 b3sum >/dev/null"],
+            cwd=ws / "execution" / "ledger",
+        )
+
+    # 8c. a policy engine that hangs: how soon past engine.timeout promote gives up
+    def case_engine_timeout(self) -> Case:
+        ws = self.workspace("engine-timeout")
+        src = self.work / "engine-timeout-objects"
+        src.mkdir()
+        (src / "A").write_bytes(b"A" * 4096)
+        self.stage_release(ws, {"release/x": src / "A"})
+        for rego in (ws / "control/policy").glob("*.rego"):
+            rego.unlink()
+        (ws / "control/policy/promote.rego").write_text(HANGING_REGO)
+        cfg = ws / "control/promote/config.json"
+        config = json.loads(cfg.read_text())
+        config["engine"] = {"kind": "regorus", "timeout": ENGINE_TIMEOUT}
+        cfg.write_text(json.dumps(config))
+        return Case(
+            "engine-timeout",
+            f"promote with a policy that never finishes, engine.timeout {ENGINE_TIMEOUT} s",
+            Variant(
+                "promote (exit 1: timed out)", [self.promote, "capsule.json"], cwd=ws, exit_code=1
+            ),
+            [Variant(f"sleep {ENGINE_TIMEOUT}", ["sleep", str(ENGINE_TIMEOUT)])],
+            note="the ratio is the deadline's overshoot: start-up, the engine's child "
+            "process killed at the deadline, the report written; nothing is decided",
+        )
+
     # 9. the web view's timeline over the big ledger: server time, paged
     def serve_rows(self, runs: int) -> list[dict[str, Any]]:
         """`promote serve`'s pages over the ~100,000-entry ledger, timed in the server:
@@ -752,6 +808,18 @@ out["index_s"] = time.perf_counter() - t
 print(json.dumps(out))
 """
 
+#: A policy that never finishes (10^10 steps): what engine.timeout must cut short.
+HANGING_REGO = """package promote
+import rego.v1
+default allow := false
+allow if {
+	every i in numbers.range(1, 100000) {
+		every j in numbers.range(1, 100000) { i + j > 0 }
+	}
+}
+"""
+ENGINE_TIMEOUT = 1
+
 #: The timeline page's server-time target (issue 17): 300 ms with 100,000 entries.
 SERVE_TARGET_MS = 300
 
@@ -795,7 +863,14 @@ else:
 #: `promote capsule new` options: guard every target and the head on what they are now.
 GUARDED = ["--expect-current", "--base", "current", "-o", "capsule.json"]
 
-PROMOTE_CASES = ["promote-targets", "promote-ledger", "ledger-verify"]
+PROMOTE_CASES = [
+    "promote-targets",
+    "promote-ledger",
+    "ledger-verify",
+    "ledger-checkpoint",
+    "ledger-prove",
+    "engine-timeout",
+]
 #: Timed in the server, not as a command: rows of their own.
 SERVE_CASES = ["serve-timeline"]
 S3_CASES = ["s3-put-large", "s3-put-many", "s3-fsck"]
@@ -1032,6 +1107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "promote-targets": b.case_promote_targets,
             "promote-ledger": b.case_promote_ledger_size,
             "ledger-verify": b.case_ledger_verify,
+            "ledger-checkpoint": b.case_ledger_checkpoint,
+            "ledger-prove": b.case_ledger_prove,
+            "engine-timeout": b.case_engine_timeout,
         }
         for key in PROMOTE_CASES:
             if key in only:
