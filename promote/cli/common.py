@@ -73,10 +73,24 @@ def read_input(path: Path, what: str) -> bytes:
 
 
 def write_output(path: Path, data: bytes) -> None:
+    """Write an -o/--output file: a regular file (or a new one) is replaced atomically;
+    anything else that is there, such as /dev/null or a pipe, is written to, never
+    replaced by a file (a rename would put a file where /dev/null was)."""
+    import os
+    import stat
+
     from cas.fsutil import atomic_write
 
     try:
-        atomic_write(path, data)
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            atomic_write(path, data)
+        else:
+            with open(path, "wb") as f:
+                f.write(data)
     except OSError as e:
         raise UsageError(f"{path}: {e.strerror}") from None
 

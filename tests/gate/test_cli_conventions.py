@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -139,6 +141,25 @@ def test_capsule_new_refuses_what_promote_refuses(
     assert r.returncode == 2, r.stderr
     assert message in r.stderr.lower() and r.stderr.count(b"\n") == 1
     assert not (flow.root / "c.json").exists()
+
+
+def test_output_to_a_pipe_or_device_is_written_not_replaced(flow: Flow, tmp_path: Path) -> None:
+    """-o names a FIFO (as /dev/null, a device): written to, never replaced by a file."""
+    d, s = flow.put(b"x")
+    check = flow.check([(d, s)])
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = flow.run(
+        "promote", "capsule", "new", "--target", f"release/a={d}", "--attestation", check,
+        "-o", fifo,
+    )  # fmt: skip
+    reader.join(30)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert json.loads(got[0])["targets"][0]["path"] == "release/a"
 
 
 def test_capsule_new_refuses_a_check_report_not_in_the_store(flow: Flow) -> None:
