@@ -367,9 +367,30 @@ class Bench:
         ).stdout
         return json.loads(out)  # type: ignore[no-any-return]
 
+    def attest(self, ws: Path, files: Sequence[Path]) -> str:
+        """Untimed, as the CHECK phase would: a passing CHECK predicate about `files`,
+        signed with the workspace's demo checker key (`promote attest`, as
+        examples/demo.sh does); the attestation's digest in the store."""
+        base = Path(os.path.commonpath([f.parent for f in files]))
+        predicate = ws / "check.json"
+        predicate.write_text(json.dumps(CHECK_PREDICATE))
+        out = subprocess.run(
+            [
+                *(self.promote, "--root", str(ws), "attest"),
+                *("--key", str(ws / ".promote/keys/checker.pem")),
+                *("--predicate-type", CHECK_TYPE),
+                *(f"--subject={f.relative_to(base)}" for f in files),
+                str(predicate),
+            ],
+            cwd=base,
+            check=True,
+            capture_output=True,
+        ).stdout
+        return out.split()[0].decode()
+
     def stage_release(self, ws: Path, targets: dict[str, Path]) -> None:
-        """Untimed, as a builder and CHECK would: put the objects and a passing CHECK
-        report covering them, then write `capsule.json` for them, guarded on now."""
+        """Untimed, as a builder and CHECK would: put the objects and a signed CHECK
+        attestation covering them, then write `capsule.json` for them, guarded on now."""
         by_dir: dict[Path, list[str]] = {}
         for path in targets.values():
             by_dir.setdefault(path.parent, []).append(path.name)
@@ -377,18 +398,10 @@ class Bench:
         for d, names in by_dir.items():
             for rec in self.put_json(ws, names, d):
                 put[d / rec["path"]] = rec
-        subjects = [{"digest": put[p]["digest"], "size": put[p]["size"]} for p in targets.values()]
-        report = {
-            "schema": "check-report/v1",
-            "status": "pass",
-            "subjects": subjects,
-            "checks": [{"name": "unit-tests", "status": "pass"}],
-        }
-        (ws / "check.json").write_text(json.dumps(report))
-        check = self.put_json(ws, ["check.json"], ws)[0]["digest"]
+        check = self.attest(ws, list(targets.values()))
         args = [f"--target={t}={put[p]['digest']}" for t, p in targets.items()]
         run(
-            [self.promote, "capsule", "new", *args, "--check-report", check, *GUARDED],
+            [self.promote, "capsule", "new", *args, "--attestation", check, *GUARDED],
             cwd=ws,
         )
 
@@ -444,9 +457,9 @@ class Bench:
             ],
             target=1.0,
             note="every round is a new release of the same paths (new bytes): promote's "
-            "objects are in the store with a passing CHECK report, git's files in the work "
-            "tree; promote re-hashes them, asks the policy, commits and switches the view, "
-            "git hashes, stores and commits them",
+            "objects are in the store with a signed CHECK attestation, git's files in the "
+            "work tree; promote re-hashes them, verifies the attestation, asks the policy, "
+            "commits and switches the view, git hashes, stores and commits them",
         )
 
     def big_ledger(self) -> tuple[Path, int]:
@@ -461,9 +474,12 @@ class Bench:
         """A workspace with `n` entries (even: release/x holds object B at the end).
 
         Entry 1 is a real promotion of release/x = A; entries 2..n, alternating B and A,
-        are built in-process with `promote.ledger.build_entry` and written as the
-        ledger's files (entries and HEAD), their states put into the store, the view
-        brought up to date with `promote recover`: a valid workspace, built in seconds.
+        are planned in-process by the gate itself (`promote.gate.plan`: the capsule and
+        its signed CHECK attestation verified, the policy evaluated, the v2 entry built
+        and signed with the runner key, as `promote` writes it) and written as the
+        ledger's files (entries and HEAD), their objects put into the store, the view
+        brought up to date with `promote recover`: a workspace that re-justifies clean.
+        The attestation about A and B is in `check-ab.digest`, for later capsules.
         """
         run([self.promote, "init", str(ws)])
         src = self.work / f"{ws.name}-objects"
@@ -471,19 +487,12 @@ class Bench:
         (src / "A").write_bytes(b"A" * 4096)
         (src / "B").write_bytes(b"B" * 4096)
         self.stage_release(ws, {"release/x": src / "A"})
-        # a CHECK report covering both A and B, for every later capsule
-        a, b = self.put_json(ws, ["A", "B"], src)
-        report = {
-            "schema": "check-report/v1",
-            "status": "pass",
-            "subjects": [{"digest": r["digest"], "size": r["size"]} for r in (a, b)],
-            "checks": [{"name": "unit-tests", "status": "pass"}],
-        }
-        (ws / "check-ab.json").write_text(json.dumps(report))
-        self.put_json(ws, ["check-ab.json"], ws)
         run([self.promote, "capsule.json"], cwd=ws)
+        # one signed CHECK attestation covering both A and B, for every later capsule
+        check = self.attest(ws, [src / "A", src / "B"])
+        (ws / "check-ab.digest").write_text(check)
         subprocess.run(
-            [self.python, "-c", BUILD_LEDGER, str(ws), str(n), str(src / "B")], check=True
+            [self.python, "-c", BUILD_LEDGER, str(ws), str(n), str(src / "B"), check], check=True
         )
         run([self.promote, "recover"], cwd=ws)
 
@@ -492,14 +501,6 @@ class Bench:
         big, n = self.big_ledger()
         small = self.work / "ledger-small"
         self.ledger_workspace(small, 10)
-        check = json.loads(
-            subprocess.run(
-                [self.cas, "--store", str(big / ".cas"), "put", "--json", "check-ab.json"],
-                cwd=big,
-                check=True,
-                capture_output=True,
-            ).stdout
-        )[0]["digest"]
         digests = {
             name: self.put_json(big, [name], self.work / f"{big.name}-objects")[0]["digest"]
             for name in ("A", "B")
@@ -507,12 +508,13 @@ class Bench:
 
         def variant(label: str, ws: Path) -> Variant:
             v = Variant(label, [self.promote, "capsule.json"], cwd=ws)
+            check = (ws / "check-ab.digest").read_text()  # signed by this workspace's checker
 
             def setup() -> None:  # even runs so far: x holds B, so promote A (then B, ...)
                 want = "A" if len(v.times) % 2 == 0 else "B"
                 target = f"--target=release/x={digests[want]}"
                 run(
-                    [self.promote, "capsule", "new", target, "--check-report", check, *GUARDED],
+                    [self.promote, "capsule", "new", target, "--attestation", check, *GUARDED],
                     cwd=ws,
                 )
 
@@ -543,9 +545,11 @@ class Bench:
                 )
             ],
             rate=(n, "entries"),
-            note="the built entries share their capsule, CHECK report, decision and policy "
-            "objects, so this is the chain (parse, canonical check, hash, replay) plus few "
-            "object reads; a real ledger adds about four small objects to re-hash per entry",
+            note="the chain (parse, canonical check, hash, replay) and every entry "
+            "re-justified: its runner signature, its capsule's targets, its signed CHECK "
+            "attestation verified and covering them, its decision's input rebuilt; the "
+            "built entries share two capsules, one attestation and the policy, each has "
+            "its own input and decision, as a real ledger's",
         )
 
     # 8b. a checkpoint (Merkle root) and an inclusion proof over the whole ledger
@@ -732,44 +736,93 @@ class Bench:
         return cases
 
 
-#: Run as `python -c BUILD_LEDGER WORKSPACE N FILE_B`: grow a ledger whose one real
-#: entry set release/x to A into N entries, alternating release/x between B and A.
-#: The entries reuse entry 1's capsule, CHECK report, decision and policy objects.
+#: Run as `python -c BUILD_LEDGER WORKSPACE N FILE_B CHECK`: grow a ledger whose one real
+#: entry set release/x to A into N entries, alternating release/x between B and A, each
+#: planned by the gate itself (`promote.gate.plan`, as `promote CAPSULE` plans it) on
+#: one of two capsules guarded on the other object, with the signed CHECK attestation
+#: CHECK about A and B. The gate's regorus evaluation runs in this process rather than
+#: in a child per entry (the same evaluation, the same decision bytes, no deadline);
+#: each entry's own objects (input, decision, and whatever else the gate stores for it)
+#: are put in batches, the entries written as files, HEAD once at the end.
 BUILD_LEDGER = """
-import os, sys
+import io, os, sys
 from pathlib import Path
-from cas.digest import hash_bytes
+import promote.gate as gate
 from cas.fsutil import atomic_write
 from promote.canonical import canonical
+from promote.capsules import new_capsule
+from promote.errors import PolicyError
 from promote.ledger.backend import load_state
-from promote.ledger.entry import build_entry, parse_entry
 from promote.ledger.files import FileLedger
-from promote.model import Change
+from promote.policy import engines, regorus_child
 from promote.workspace import Workspace
+
+class InProcess(engines.RegorusEngine):
+    def version(self):
+        return VERSION
+
+    def evaluate(self, bundle, input_json):
+        queries = engines.rule_queries(bundle.package)
+        request = {"files": dict(bundle.files), "queries": list(queries), "input": input_json}
+        answer = regorus_child.evaluate(request)
+        if "error" in answer:
+            raise PolicyError(f"regorus: {answer['error']}")
+        return {k: v for k, v in zip(("allow", "deny"), answer["values"]) if v is not None}
 
 ws = Workspace.load(Path(sys.argv[1]))
 n = int(sys.argv[2])
-b = ws.store.put_bytes(Path(sys.argv[3]).read_bytes())
-ledger = FileLedger(ws.ledger_dir, ws.store)
-head = ledger.head()
-assert head.seq == 1, head
-first = parse_entry(ledger.read(1))
-a = first.changes[0].after
-refs = {k: type(a).from_dict(first.doc[k]) for k in ("capsule", "check_report", "decision", "policy")}
-states = {a: load_state(ws.store, head.state)}
-states[b] = states[a].apply([Change("release/x", a, b)])
-ws.store.put_bytes(states[b].encode())
-state_refs = {k: v.ref() for k, v in states.items()}
+VERSION, engine = engines.RegorusEngine().version(), InProcess()
+gate.engine_from_config = lambda config, override=None: engine
+# the workspace's policy and trust roots do not change while the ledger is built
+bundle, trust = gate.load_bundle(ws.policy_dir, ws.policy_package), gate.workspace_trust(ws)
+gate.load_bundle = lambda policy_dir, package: bundle
+gate.workspace_trust = lambda _ws: trust
+
+class Built:  # the ledger as the entries written so far make it (HEAD is written last)
+    def __init__(self, ledger):
+        self.ledger, self.now = ledger, ledger.head()
+    def head(self):
+        return self.now
+    def __getattr__(self, name):
+        return getattr(self.ledger, name)
+
+store = ws.store
+b = store.put_bytes(Path(sys.argv[3]).read_bytes())
+check = sys.argv[4]
+ledger = Built(FileLedger(ws.ledger_dir, store))
+assert ledger.now.seq == 1, ledger.now
+a = load_state(store, ledger.now.state).get("release/x")
+capsules = {
+    new: new_capsule(ws, ledger, [f"release/x={new.digest}"], None,
+                     expects=[f"release/x={old.digest}"], attestations=[check])
+    for new, old in ((b, a), (a, b))
+}
+for data in capsules.values():
+    store.put_bytes(data)
+pending, stored = [], set()
+def flush():
+    for _ in store.put_many([io.BytesIO(d) for d in pending]):
+        pass
+    pending.clear()
 cur = a
 for seq in range(2, n + 1):
     nxt = b if cur == a else a
-    entry = build_entry(head, state_after=state_refs[nxt],
-                        changes=[Change("release/x", cur, nxt)], **refs)
+    p = gate.plan(ws, ledger, capsules[nxt])
+    assert p.decision.allow, p.decision.deny
+    if nxt not in stored:  # the two states, read back by the next plan
+        store.put_bytes(p.state_after.encode())
+        stored.add(nxt)
+    # what promote stores for an entry beyond the capsule, policy and trust roots (the
+    # VSA too, where the gate writes one)
+    pending += [d for d in (p.input_bytes, p.decision.encode(), getattr(p, "vsa", b"")) if d]
     fd = os.open(ledger.entry_path(seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    os.write(fd, entry.data)
+    os.write(fd, p.entry.data)
     os.close(fd)
-    head, cur = entry.head(), nxt
-atomic_write(ledger.dir / "HEAD", canonical(head.to_dict()))
+    ledger.now, cur = p.entry.head(), nxt
+    if len(pending) >= 3000:
+        flush()
+flush()
+atomic_write(ledger.dir / "HEAD", canonical(ledger.now.to_dict()))
 os.sync()
 """
 
@@ -859,6 +912,10 @@ else:
     assert keys
 """
 
+
+#: The CHECK predicate the checker signs (`promote attest`), as examples/demo.sh does.
+CHECK_TYPE = "https://cas-promote.invalid/check-report/v1"
+CHECK_PREDICATE = {"status": "pass", "checks": [{"name": "unit-tests", "status": "pass"}]}
 
 #: `promote capsule new` options: guard every target and the head on what they are now.
 GUARDED = ["--expect-current", "--base", "current", "-o", "capsule.json"]
