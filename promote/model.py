@@ -36,6 +36,7 @@ __all__ = [
     "CheckReport",
     "State",
     "Target",
+    "check_policy_input",
     "load_capsule",
     "load_check_report",
 ]
@@ -50,12 +51,25 @@ STATE_SCHEMA = "promote-state/v1"
 ABSENT = "absent"
 
 
+#: The schemas another schema may name by `$id` (the policy input's `capsule`).
+_REFERABLE = ("promote_capsule.schema.json",)
+
+
+@functools.cache
+def _schema(name: str) -> Any:
+    return json.loads(resources.files("promote").joinpath("data", name).read_bytes())
+
+
 @functools.cache
 def _validator(name: str) -> Any:
     import jsonschema
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
 
-    schema = json.loads(resources.files("promote").joinpath("data", name).read_bytes())
-    return jsonschema.Draft202012Validator(schema)
+    registry: Registry[Any] = Registry().with_resources(
+        (_schema(n)["$id"], DRAFT202012.create_resource(_schema(n))) for n in _REFERABLE
+    )
+    return jsonschema.Draft202012Validator(_schema(name), registry=registry)
 
 
 def _schema_errors(name: str, doc: Any) -> list[str]:
@@ -63,7 +77,8 @@ def _schema_errors(name: str, doc: Any) -> list[str]:
     out = []
     for e in errors[:5]:
         where = "/".join(str(p) for p in e.absolute_path) or "(top)"
-        msg = e.message if len(e.message) < 200 else e.message[:197] + "..."
+        msg = " ".join(e.message.split())  # one line
+        msg = msg if len(msg) < 200 else msg[:197] + "..."
         out.append(f"{where}: {msg}")
     return out
 
@@ -225,6 +240,21 @@ def load_capsule(data: bytes) -> tuple[Capsule, Any]:
         raise InvalidCapsule(f"capsule: {e}") from None
     except Exception as e:  # a digest or size the schema let through
         raise InvalidCapsule(f"capsule: {e}") from None
+
+
+def check_policy_input(doc: Any, what: str = "policy input") -> None:
+    """Refuse a document that is not a policy input as the gate builds it
+    (`promote-policy-input/v2`, policy_input.schema.json).
+
+    Raises:
+        InvalidDocument: with a one-line reason.
+    """
+    errors = _schema_errors("policy_input.schema.json", doc)
+    if errors:
+        raise InvalidDocument(
+            f"{what} does not match promote-policy-input/v2 (policy_input.schema.json): "
+            + "; ".join(errors)
+        )
 
 
 def load_check_report(data: bytes) -> tuple[CheckReport, Any]:

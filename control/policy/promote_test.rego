@@ -272,3 +272,92 @@ test_a_control_capsule_with_targets_is_not_allow if {
 	inp := object.union(control, {"capsule": {"schema": "promote-capsule/v2", "kind": "control", "targets": [app_target]}})
 	not promote.allow with input as inp
 }
+
+# -- type guards: a malformed input is a deny with the same reasons from every engine,
+# never an engine error (tests/policy/test_differential.py compares regorus and OPA on
+# thousands of such inputs) ---------------------------------------------------------
+
+# allow and deny for an input, as the gate reads them
+decision(inp) := [a, d] if {
+	a := promote.allow with input as inp
+	d := promote.deny with input as inp
+}
+
+uncovered_app := sprintf("target release/app.whl (%s) is not covered by a passing CHECK signed by the checker role", [app])
+
+with_attestation(fields) := object.union(good, {"attestations": [object.union(signed_check(env, [app_target], passed), fields)]})
+
+test_guard_input_not_an_object if {
+	decision("release/app.whl") == [false, set()]
+	decision([good]) == [false, set()]
+	decision(null) == [false, set()]
+}
+
+test_guard_attestations_not_a_list if {
+	decision(object.union(good, {"attestations": "x"})) == [false, {uncovered_app}]
+	decision(object.union(good, {"attestations": {"a": good.attestations[0]}})) == [false, {uncovered_app}]
+	decision(object.union(good, {"attestations": ["x", 1, null]})) == [false, {uncovered_app}]
+}
+
+test_guard_roles_not_a_list if {
+	decision(with_attestation({"roles": "checker"})) == [false, {uncovered_app}]
+}
+
+test_guard_subjects_not_a_list if {
+	decision(with_attestation({"subjects": "release/app.whl"})) == [false, {uncovered_app}]
+	subject := {"name": "app.whl", "digest": {"blake3": "11"}, "targets": app_target}
+	decision(with_attestation({"subjects": [subject]})) == [false, {uncovered_app}]
+}
+
+test_guard_signers_not_a_list if {
+	decision(with_attestation({"signers": "ci-checker"})) == [false, {sprintf("attestation %s is unsigned: no trusted signer", [env])}]
+	decision(with_attestation({"signers": "ci-checker", "digest": 7})) == [false, {"attestation <number> is unsigned: no trusted signer"}]
+}
+
+test_guard_checks_not_a_list if {
+	no_checks := {sprintf("the CHECK report %s ran no checks", [env])}
+	decision(with_check({"status": "pass", "checks": "unit"})) == [false, no_checks]
+	decision(with_check({"status": "pass", "checks": {"unit": "pass"}})) == [false, no_checks]
+	decision(with_check({"status": "pass"})) == [false, no_checks]
+}
+
+test_guard_reasons_name_the_type_of_what_is_not_a_string if {
+	decision(with_check({"status": 1, "checks": [{"name": 2, "status": "fail"}]})) == [false, {
+		sprintf("the CHECK report %s has status <number>, not pass", [env]),
+		"check <number> failed",
+		uncovered_app,
+	}]
+	att := with_attestation({"predicate_type": intoto_type, "predicate": {"result": ["PASSED"]}})
+	decision(att) == [false, {sprintf("the test result %s is <array>, not PASSED", [env]), uncovered_app}]
+}
+
+intoto_type := "https://in-toto.io/attestation/test-result/v0.1"
+
+test_guard_target_fields_of_other_types if {
+	target := {"path": 5, "digest": null, "size": 3}
+	inp := object.union(good, {"capsule": {"schema": "promote-capsule/v2", "targets": [target]}})
+	decision(inp) == [false, {
+		"target <number> (<null>) is not covered by a passing CHECK signed by the checker role",
+		"target <number> is outside the allow-list",
+	}]
+}
+
+test_guard_targets_not_a_list if {
+	decision(object.union(good, {"capsule": {"schema": "promote-capsule/v2", "targets": app_target}})) == [false, set()]
+	decision(object.union(control, {"capsule": {"kind": "control", "targets": "none"}})) == [false, set()]
+}
+
+test_guard_allow_list_not_a_list_of_strings if {
+	outside := {"target release/app.whl is outside the allow-list"}
+	decision(object.union(good, {"allow_list": "release/"})) == [false, outside]
+	decision(object.union(good, {"allow_list": [1, null, ["release/"]]})) == [false, outside]
+}
+
+test_guard_current_not_an_object if {
+	decision(object.union(good, {"current": "release/app.whl"})) == [true, set()]
+	decision(object.union(good, {"current": [{"digest": app, "size": 3}]})) == [true, set()]
+}
+
+test_guard_control_with_attestations_not_a_list if {
+	decision(object.union(control, {"attestations": "admin"})) == [false, {"a control change needs an attestation of it signed by the admin role"}]
+}

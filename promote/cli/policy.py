@@ -89,12 +89,16 @@ def policy_eval_cmd(
 ) -> None:
     """Show the policy's decision, and its reasons, for an input document.
 
-    Exit 0 for allow, 4 for deny.
+    The input must be a policy input as the gate builds it (promote-policy-input/v2,
+    control/promote/policy_input.schema.json): exit 2, with the schema's first
+    errors, if not. Exit 0 for allow, 4 for deny.
     """
     from promote.canonical import load_json
+    from promote.model import check_policy_input
     from promote.policy.engines import check_input, decide, engine_from_config, load_bundle
 
     ws = workspace(ctx)
+    policy_engine = engine_from_config(ws.engine_config, engine)  # the config first
     if str(input_file).startswith("blake3:") and not input_file.exists():
         from cas.digest import Digest
         from promote.canonical import MAX_DOCUMENT
@@ -104,8 +108,9 @@ def policy_eval_cmd(
         data = read_input(input_file, "input")
     doc = load_json(data, f"input {input_file}")
     check_input(doc, f"input {input_file}")
+    check_policy_input(doc, f"input {input_file}")
     bundle = load_bundle(ws.policy_dir, ws.policy_package)
-    decision = decide(engine_from_config(ws.engine_config, engine), bundle, doc)
+    decision = decide(policy_engine, bundle, doc)
     if as_json:
         emit_json(decision.to_dict())
     else:

@@ -209,7 +209,11 @@ def policy_input(**overrides: object) -> dict[str, object]:
     doc: dict[str, object] = {
         "schema": "promote-policy-input/v2",
         "kind": "release",
-        "capsule": {"schema": "promote-capsule/v2", "targets": [target]},
+        "capsule": {
+            "schema": "promote-capsule/v2",
+            "targets": [target],
+            "evidence": {"attestations": ["blake3:" + "3" * 64]},
+        },
         "capsule_digest": "blake3:" + "2" * 64,
         "attestations": [
             {
@@ -318,8 +322,38 @@ def test_eval_integer_beyond_2_53_is_usage(flow: Flow) -> None:
 def test_eval_engine_error_says_what_not_only_where(flow: Flow) -> None:
     """Regorus's message reaches the user, in one line, with no stray traceback."""
     write_policy(flow, "boom.rego", "package promote\nimport rego.v1\n\nallow := 1 / 0 == 0\n")
-    r = flow.run("promote", "policy", "eval", "--input", "-", input=b"{}")
+    doc = json.dumps(policy_input()).encode()
+    r = flow.run("promote", "policy", "eval", "--input", "-", input=doc)
     assert r.returncode == 4, r.stderr
     assert b"Traceback" not in r.stderr and b"unsendable" not in r.stderr
     reasons = r.stdout.decode().splitlines()[1:]
     assert reasons == ["  - policy engine error: regorus: boom.rego:4:12: divide by zero"]
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"kind": None}, "kind: None is not one of ['release', 'control']"),
+        ({"allow_list": "release/"}, "allow_list: 'release/' is not of type 'array'"),
+        ({"schema": "promote-policy-input/v1"}, "schema: 'promote-policy-input/v2' was expected"),
+        ({"check_report": {}}, "(top): Additional properties are not allowed"),
+    ],
+    ids=["kind", "allow-list", "v1", "unknown-field"],
+)
+def test_eval_of_an_input_that_fails_its_schema_is_usage(
+    flow: Flow, change: dict[str, object], error: str
+) -> None:
+    """Only what the gate could build is decided (control/promote/policy_input.schema.json):
+    exit 2, one line naming the schema and where the input departs from it."""
+    doc = policy_input(**change)
+    r = flow.run("promote", "policy", "eval", "--input", "-", input=json.dumps(doc).encode())
+    assert r.returncode == 2, r
+    assert r.stdout == b""
+    [line] = r.stderr.decode().splitlines()
+    assert line.startswith(
+        "promote: error: input - does not match promote-policy-input/v2"
+        " (policy_input.schema.json): "
+    ), line
+    assert error in line, line
+    r = flow.run("promote", "policy", "eval", "--input", "-", input=b"{}")
+    assert r.returncode == 2 and b"'schema' is a required property" in r.stderr, r.stderr

@@ -6,14 +6,17 @@ Hypothesis mutates them (a field removed, set to null, given another type, a num
 written as a string, a list emptied or an element repeated, an unknown key added), one
 to three mutations each, deterministically (`derandomize=True`), and every input is
 decided by both engines as the gate asks them: the rules `data.promote.allow` and
-`data.promote.deny`, read by the gate's own `_verdict`.
+`data.promote.deny`, read by the gate's own `_verdict`. A few inputs that are not even an
+object (`NOT_OBJECTS`) are decided too.
 
 Regorus runs as the gate runs it (`promote.policy.regorus_child.evaluate`, in this
 process rather than a child, to be fast); OPA runs in-process through PyPI
 `opa-golib-python-bindings` 0.4.4, whose bridge evaluates with strict built-in errors
-only, as every engine of the gate now does (non-strict mode is not compared). An
-evaluation error is a deny for both; its text differs by engine, so two errors agree.
-Anything else must match exactly: allow, and every deny reason.
+only, as every engine of the gate now does. Anything must match exactly: allow, and
+every deny reason. The default policy is total (type guards, control/policy/promote.rego),
+so neither engine may raise on any input either: with no built-in error in strict mode,
+OPA's non-strict mode (a built-in error is undefined) decides the same, so both modes
+are covered although the bindings run only the strict one.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +52,8 @@ SEEDS = [
     v["input"] for v in json.loads((Path(__file__).parent / "vectors.json").read_text())["vectors"]
 ]
 GENERATED = 2_000  # distinct mutants at least, besides the seeds
+#: Inputs that are not even an object (the mutants change what is below the root).
+NOT_OBJECTS: list[Any] = [None, True, 0, 1.5, "", "release/app.whl", [], [{}], {}]
 
 Outcome = tuple[Any, ...]
 
@@ -95,7 +99,8 @@ class Both:
 
 
 def agree(a: Outcome, b: Outcome) -> bool:
-    return a == b or (a[0] == b[0] == "error")
+    """The same decision, and no error: the default policy raises on no input."""
+    return a == b and a[0] == "decision"
 
 
 def kind_of(a: Outcome, b: Outcome) -> str:
@@ -109,6 +114,8 @@ def kind_of(a: Outcome, b: Outcome) -> str:
         return "allow" if o[1] else "deny"
 
     sa, sb = side(a), side(b)
+    if a == b:
+        return f"both {sa}"
     if sa == sb:
         return f"both {sa}, other reasons"
     return f"regorus {sa} / opa {sb}"
@@ -199,6 +206,8 @@ def compare_all() -> tuple[int, list[tuple[str, Any, Outcome, Outcome]]]:
 
     for seed in SEEDS:
         one(seed)
+    for doc in NOT_OBJECTS:
+        one(doc)
 
     @settings(
         max_examples=int(GENERATED * 1.3),
@@ -238,25 +247,10 @@ def _report(compared: int, differences: list[tuple[str, Any, Outcome, Outcome]])
     return "\n".join(lines)
 
 
-def _summary(compared: int, differences: list[tuple[str, Any, Outcome, Outcome]]) -> str:
-    kinds = Counter(kind for kind, *_ in differences)
-    parts = "; ".join(f"{n} {kind}" for kind, n in kinds.most_common())
-    return f"{len(differences)} of {compared} inputs decided differently: {parts}"
-
-
-# Strict: once the default policy's type guards (issue 13, item 2) remove every
-# difference, this test passes, XPASS fails the suite, and the marker must go.
-@pytest.mark.xfail(
-    strict=True,
-    reason="the default policy lacks type guards (issue 13 item 2): regorus raises where"
-    " real OPA is undefined, and formats numbers otherwise, on some malformed inputs",
-)
 def test_regorus_and_real_opa_decide_alike() -> None:
     compared, differences = compare_all()
-    assert compared >= len(SEEDS) + GENERATED, compared
-    if differences:  # the count and kinds, in the -ra summary line
-        print(_report(compared, differences))
-        pytest.xfail(_summary(compared, differences))
+    assert compared >= len(SEEDS) + len(NOT_OBJECTS) + GENERATED, compared
+    assert not differences, _report(compared, differences)
 
 
 def test_the_harness_decides_as_the_gates_engines(opa_standin_binary: str) -> None:

@@ -107,10 +107,23 @@ def test_a_server_holding_another_policy_is_refused(
 def test_a_builtin_error_is_an_engine_error_not_an_undefined_rule(
     server: StandinServer, bundle: PolicyBundle
 ) -> None:
-    """Strict built-in errors: OPA answers 500 with its error, the gate denies."""
+    """Strict built-in errors: OPA answers 500 with its error, the gate denies.
+
+    The default policy raises on no input (its type guards), so a module without them
+    is added: `startswith(7, ...)` raises."""
+    raising = PolicyBundle(
+        {
+            **bundle.files,
+            "unguarded.rego": "package promote\nimport rego.v1\n\n"
+            'deny contains "release" if startswith(input.capsule.targets[0].path, "r")\n',
+        },
+        bundle.package,
+    )
+    server.load(dict(raising.files))
     doc = json.loads(json.dumps(VECTORS[0]["input"]))
-    doc["capsule"]["targets"][0]["path"] = 7  # startswith(7, ...) in allowed()
-    decision = decide(engine(server), bundle, doc)
+    doc["capsule"]["targets"][0]["path"] = 7
+    assert decide(RegorusEngine(), bundle, doc).deny  # a deny, not an error, without it
+    decision = decide(engine(server), raising, doc)
     assert decision.allow is False
     assert any("HTTP 500" in r and "must be string" in r for r in decision.deny), decision.deny
 
