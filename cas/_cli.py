@@ -57,6 +57,16 @@ def json_option(text: str) -> Callable[[FC], FC]:
     return click.option("--json", "as_json", is_flag=True, help=text)
 
 
+#: `-j`/`--jobs N`: how many processes share the work (default: the cores this may use).
+jobs_option = click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Processes that share the work (default: every core this may run on).",
+)
+
+
 def path_option(*decls: str, file_okay: bool = True, **attrs: Any) -> Callable[[FC], FC]:
     """An option whose value is a `pathlib.Path` (a directory only, without `file_okay`)."""
     return click.option(*decls, type=click.Path(path_type=Path, file_okay=file_okay), **attrs)

@@ -14,9 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import attrs
-
-from cas.digest import ALGORITHM, Digest, ObjectRef, hash_bytes, hasher
+from cas.digest import ALGORITHM, Digest, ObjectRef, _Frozen, hash_bytes, hasher
 from cas.errors import DigestMismatch, IntegrityError
 from cas.fsutil import open_source
 
@@ -25,14 +23,21 @@ __all__ = ["CHUNK", "ObjectStore", "Problem", "verified_chunks"]
 CHUNK = 1 << 20
 
 
-@attrs.frozen(order=True)
-class Problem:
+class Problem(_Frozen):
     """One thing fsck found wrong. `kind` is a stable, documented word."""
 
+    __slots__ = ("detail", "digest", "kind", "location")
+    _fields = ("kind", "location", "detail", "digest")
     kind: str
     location: str
     detail: str
-    digest: str | None = None
+    digest: str | None
+
+    def __init__(self, kind: str, location: str, detail: str, digest: str | None = None) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "location", location)
+        object.__setattr__(self, "detail", detail)
+        object.__setattr__(self, "digest", digest)
 
     def to_dict(self) -> dict[str, str | None]:
         return {

@@ -12,8 +12,15 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from cas import _cli
-from cas._cli import emit_json, json_option, path_option, quiet_option, verbose_option
+from cas import _cli, _version
+from cas._cli import (
+    emit_json,
+    jobs_option,
+    json_option,
+    path_option,
+    quiet_option,
+    verbose_option,
+)
 from cas.errors import EXIT_INTEGRITY, UsageError
 
 # The store, digest and JSON modules load when a command runs, not for `cas --help`.
@@ -42,7 +49,7 @@ def _digest(text: str) -> Digest:
 )
 @verbose_option
 @quiet_option
-@click.version_option(package_name="cas-promote", prog_name="cas")
+@click.version_option(_version.__version__, prog_name="cas")
 @click.pass_context
 def main(ctx: click.Context, store: str | None, verbose: bool) -> None:
     """A content-addressed artifact store keyed by BLAKE3 digests.
@@ -143,8 +150,11 @@ class _Results:
     help="Ingest every file under each FILE that is a directory; print paths relative to it.",
 )
 @json_option("Print a JSON array (a failed input: its path and error).")
+@jobs_option
 @click.pass_context
-def put(ctx: click.Context, files: tuple[str, ...], recursive: bool, as_json: bool) -> None:
+def put(
+    ctx: click.Context, files: tuple[str, ...], recursive: bool, as_json: bool, jobs: int | None
+) -> None:
     """Ingest FILES (or - for stdin); print `<digest>  <size>  <path>` each.
 
     An input that fails (missing, a directory, unreadable) is reported on its own
@@ -161,7 +171,7 @@ def put(ctx: click.Context, files: tuple[str, ...], recursive: bool, as_json: bo
         out = _Results(as_json, bar)
         if isinstance(store, LocalStore) and len(inputs) > 1:
             # One sync per batch, not two per file; each ref comes once it is durable.
-            total = sum(_source_size(path) for path, _ in inputs)
+            total = sum(_source_size(path) for path, _ in inputs) if bar.enabled else 0
             done = 0
 
             def staged(n: int) -> None:
@@ -178,7 +188,13 @@ def put(ctx: click.Context, files: tuple[str, ...], recursive: bool, as_json: bo
             sources = [sys.stdin.buffer if path == "-" else path for path, _ in inputs]
             i = 0
             try:
-                for ref in store.put_many(sources, progress=staged, on_error=on_error):
+                refs = store.put_many(
+                    sources,
+                    progress=staged if bar.enabled else None,
+                    on_error=on_error,
+                    jobs=jobs,
+                )
+                for ref in refs:
                     while i in failed:
                         i += 1
                     out.ok(i, ref, inputs[i][1])
@@ -297,8 +313,9 @@ def ls_(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--quarantine", is_flag=True, help="Move bad objects into quarantine/ (never deletes)."
 )
+@jobs_option
 @click.pass_context
-def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
+def fsck(ctx: click.Context, as_json: bool, quarantine: bool, jobs: int | None) -> None:
     """Re-hash every object and check the store's layout. Exit 3 on any problem."""
     from cas.fsck import check_all
     from cas.stores import resolve_store_spec
@@ -309,7 +326,8 @@ def fsck(ctx: click.Context, as_json: bool, quarantine: bool) -> None:
         report = check_all(
             spec,
             quarantine=quarantine,
-            progress=lambda done, total: bar.update(done, total, unit),
+            progress=(lambda done, total: bar.update(done, total, unit)) if bar.enabled else None,
+            jobs=jobs,
         )
     if as_json:
         emit_json(report.to_dict())

@@ -11,21 +11,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from cas.backend import Problem
 from cas.hooks import GROUP, load_hooks
+from cas.local import LocalStore
 from cas.stores import find_workspace, open_store, resolve_store_spec
 
 __all__ = ["FsckReport", "check_all"]
 
 
-@attrs.frozen
 class FsckReport:
-    objects: int
-    problems: list[Problem]
-    #: What could not be checked, one line each (in a workspace without hooks).
-    notes: list[str] = attrs.Factory(list)
+    """What `check_all` found: the objects checked, the problems, and (in a workspace
+    without hooks) what could not be checked, one line each."""
+
+    def __init__(self, objects: int, problems: list[Problem], notes: list[str] | None = None):
+        self.objects = objects
+        self.problems = problems
+        self.notes = [] if notes is None else notes
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -67,14 +68,20 @@ def check_all(
     store_spec: str,
     quarantine: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    jobs: int | None = None,
 ) -> FsckReport:
     """Check the store; inside a workspace, also its pointers and ledger.
 
-    `progress(done, total)` is called as objects are checked (see `ObjectStore.fsck`).
+    `progress(done, total)` is called as objects are checked (see `ObjectStore.fsck`);
+    `jobs` is how many processes check a local store's objects (default: every core).
     """
     store = open_store(store_spec)
-    objects = sum(1 for _ in store.iterate())
-    problems = store.fsck(quarantine=quarantine, progress=progress)
+    if isinstance(store, LocalStore):
+        problems = store.fsck(quarantine=quarantine, progress=progress, jobs=jobs)
+        objects = store.checked or 0
+    else:
+        objects = sum(1 for _ in store.iterate())
+        problems = store.fsck(quarantine=quarantine, progress=progress)
     notes: list[str] = []
     root = _workspace_of(store_spec)
     if root is not None:

@@ -4,13 +4,49 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from cas.errors import UsageError
 
-__all__ = ["atomic_write", "fsync_dir", "makedirs_durable", "open_error", "open_source"]
+__all__ = [
+    "atomic_write",
+    "fsync_dir",
+    "make_temp",
+    "make_temp_dir",
+    "makedirs_durable",
+    "open_error",
+    "open_source",
+]
+
+
+def _temp_name(directory: str | os.PathLike[str], prefix: str, suffix: str) -> str:
+    return f"{os.fspath(directory)}/{prefix}{os.urandom(6).hex()}{suffix}"
+
+
+def make_temp(directory: str | os.PathLike[str], prefix: str, suffix: str = "") -> tuple[int, str]:
+    """A new file in `directory`, as `tempfile.mkstemp` makes it (a fresh random name,
+    O_EXCL, no symlink followed, mode 0600): its fd, open for reading and writing, and
+    its path. Here rather than tempfile, whose import `cas put` would pay at every call.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        name = _temp_name(directory, prefix, suffix)
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+
+
+def make_temp_dir(directory: str | os.PathLike[str], prefix: str) -> str:
+    """A new directory in `directory`, as `tempfile.mkdtemp` makes it (mode 0700)."""
+    while True:
+        name = _temp_name(directory, prefix, "")
+        try:
+            os.mkdir(name, 0o700)
+            return name
+        except FileExistsError:
+            continue
 
 
 def fsync_dir(path: Path) -> None:
@@ -45,7 +81,7 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = 0o644) -
     see either the old file or the new one, never a mix.
     """
     chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = make_temp(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:

@@ -29,7 +29,6 @@ import os
 import re
 import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any, BinaryIO
 import blake3
 
 from cas._crash import crashpoint
+from cas._workers import default_jobs, fork_map
 from cas.backend import CHUNK, ObjectStore, Problem
 from cas.digest import ALGORITHM, Digest, ObjectRef, hash_bytes, hasher
 from cas.errors import (
@@ -49,7 +49,14 @@ from cas.errors import (
     StoreNotFound,
     UsageError,
 )
-from cas.fsutil import atomic_write, fsync_dir, makedirs_durable, open_source
+from cas.fsutil import (
+    atomic_write,
+    fsync_dir,
+    make_temp,
+    make_temp_dir,
+    makedirs_durable,
+    open_source,
+)
 from cas.locks import hold
 
 __all__ = ["LocalStore"]
@@ -69,6 +76,8 @@ _NO_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
 KICK = 32 << 20
 #: `put_many` reads inputs up to this size whole and hashes them before writing.
 SMALL = 1 << 20
+#: `put_many` stages this many paths or more in worker processes.
+PARALLEL_MIN = 64
 #: `put_many` commits a batch once it holds this many bytes of new objects.
 BATCH_BYTES = 256 << 20
 #: fsck maps objects from this size up instead of reading them (as b3sum does);
@@ -79,8 +88,8 @@ WINDOW = 32 << 20
 #: An object's name: the hex of its digest (what `Digest` accepts for blake3).
 _OBJECT_NAME = re.compile("[0-9a-f]{64}")
 
-#: fsck's unit of work: an object's path under the root, its hex name, its lstat.
-_Item = tuple[str, str, "os.stat_result | OSError | None"]
+#: An object fsck leaves to the caller: its path under the root, its hex name, its lstat.
+_Big = tuple[str, str, os.stat_result]
 
 
 class StoreIOError(CasError):
@@ -303,6 +312,8 @@ class LocalStore(ObjectStore):
         self._objects_str = str(self.objects)
         self.tmp = self.root / "tmp"
         self.quarantine_dir = self.root / "quarantine"
+        #: How many objects the last `fsck` looked at.
+        self.checked: int | None = None
 
     @classmethod
     def init(cls, root: Path) -> LocalStore:
@@ -362,16 +373,28 @@ class LocalStore(ObjectStore):
     def put(
         self, source: BinaryIO, progress: Callable[[int, int], None] | None = None
     ) -> ObjectRef:
-        """See `ObjectStore.put`. A large regular file is hashed first: if the store
-        holds it already, nothing is written. `progress(done, total)` counts bytes
+        """See `ObjectStore.put`. A regular file is hashed first (up to `SMALL` bytes
+        read whole, from `COPY_MIN` up through a map): if the store holds it already,
+        nothing is written and nothing synced. `progress(done, total)` counts bytes
         read (the hash, then the copy of new bytes).
         """
         ref, hashed = self._stored_already(source, progress)
         if ref is not None:
             return ref
+        head = b""
+        size = _regular_size(source) if not hashed else None
+        if size is not None and size <= SMALL:
+            head = _read_upto(source, SMALL + 1, size + 1)
+            if len(head) <= SMALL:  # the whole file: its end was read
+                ref = hash_bytes(head)
+                with self.collecting():
+                    if self._present(ref):
+                        if progress is not None:
+                            progress(ref.size, ref.size)
+                        return ref
         try:
             with self.creating():  # so fsck never sees the temp before it is locked
-                fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
+                fd, tmp = make_temp(self.tmp, "put-")
                 fcntl.flock(fd, fcntl.LOCK_EX)
         except FileNotFoundError:
             raise StoreNotFound(f"{self.root}: no cas store here") from None
@@ -380,12 +403,12 @@ class LocalStore(ObjectStore):
         try:
             tick = None
             if progress is not None:
-                total = hashed + (_regular_size(source) or 0)
+                total = hashed + len(head) + (_regular_size(source) or 0)
 
                 def tick(done: int) -> None:
                     progress(hashed + done, max(total, hashed + done))
 
-            ref = self._ingest(fd, source, tick=tick)
+            ref = self._ingest(fd, source, head, tick=tick)
             _sync_file(fd)
             crashpoint("put.temp-written")
             self._place(Path(tmp), ref)
@@ -437,6 +460,7 @@ class LocalStore(ObjectStore):
         sources: Iterable[str | os.PathLike[str] | BinaryIO],
         progress: Callable[[int], None] | None = None,
         on_error: Callable[[int, CasError], None] | None = None,
+        jobs: int | None = None,
     ) -> Iterator[ObjectRef]:
         """Ingest many sources (paths, as `put_file`, or streams, as `put`), in order.
 
@@ -450,6 +474,10 @@ class LocalStore(ObjectStore):
         committed every `BATCH_BYTES` of new data, so that large inputs still report as
         they go. `progress(n)` is told the size of each source once it is staged.
 
+        From `PARALLEL_MIN` paths up, `jobs` worker processes (default: every core) read,
+        hash and stage them, a chunk each, into the same batch directory; the batch is
+        still committed here, in input order.
+
         With `on_error`, a source that fails (missing, a directory, unreadable) is
         passed to it with its index, and the others are still ingested.
 
@@ -457,8 +485,17 @@ class LocalStore(ObjectStore):
             UsageError: without `on_error`, for a source that is missing, a directory
                 or unreadable, after every source before it has been committed and yielded.
         """
+        jobs = jobs or default_jobs()
+        sources = list(sources)
         batch = _Batch(self)
         try:
+            if (
+                jobs > 1
+                and len(sources) >= PARALLEL_MIN
+                and all(isinstance(s, (str, os.PathLike)) for s in sources)
+            ):
+                yield from self._put_parallel(batch, sources, progress, on_error, jobs)
+                return
             for i, source in enumerate(sources):
                 staged = len(batch.staged)
                 try:
@@ -476,6 +513,58 @@ class LocalStore(ObjectStore):
             yield from batch.commit()
         finally:
             batch.close()
+
+    def _put_parallel(
+        self,
+        batch: _Batch,
+        paths: list[Any],
+        progress: Callable[[int], None] | None,
+        on_error: Callable[[int, CasError], None] | None,
+        jobs: int,
+    ) -> Iterator[ObjectRef]:
+        """`put_many`'s staging in `jobs` worker processes, a chunk of paths each, into
+        the same batch directory; committed here, in input order, as in one process."""
+        step = max(1, min(64, len(paths) // (4 * jobs)))
+        chunks = [list(range(i, min(i + step, len(paths)))) for i in range(0, len(paths), step)]
+
+        def stage(chunk: list[int]) -> list[tuple[str | None, str, int] | CasError]:
+            stager = _Batch.stager(self, batch.dir, f"{chunk[0]}-")
+            out: list[tuple[str | None, str, int] | CasError] = []
+            for i in chunk:
+                try:
+                    stager.add(paths[i])
+                except CasError as e:
+                    out.append(_transferable(e))
+                    continue
+                temp, ref = stager.staged.pop()
+                out.append((temp, ref.digest.hex, ref.size))
+            return out
+
+        results = fork_map(stage, chunks, jobs)
+        try:
+            ready: dict[int, list[tuple[str | None, str, int] | CasError]] = {}
+            for n in range(len(chunks)):
+                while n not in ready:
+                    k, got = next(results)
+                    ready[k] = got
+                for i, outcome in zip(chunks[n], ready.pop(n), strict=True):
+                    if isinstance(outcome, CasError):
+                        if on_error is None:
+                            yield from batch.commit()
+                            raise outcome
+                        on_error(i, outcome)
+                        continue
+                    temp, hexdigest, size = outcome
+                    batch.staged.append((temp, ObjectRef(Digest(ALGORITHM, hexdigest), size)))
+                    if temp is not None:
+                        batch.new_bytes += size
+                    if progress is not None:
+                        progress(size)
+                    if batch.new_bytes >= BATCH_BYTES:
+                        yield from batch.commit()
+            yield from batch.commit()
+        finally:
+            results.close()  # no worker is left writing temps when the batch is closed
 
     def _present(self, ref: ObjectRef) -> bool:
         """Whether an object of that name and size is in place already (dedup).
@@ -611,8 +700,15 @@ class LocalStore(ObjectStore):
         self,
         quarantine: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        jobs: int | None = None,
     ) -> list[Problem]:
-        """See `ObjectStore.fsck`; `progress(done, total)` counts bytes re-hashed."""
+        """See `ObjectStore.fsck`; `progress(done, total)` counts bytes re-hashed.
+
+        The objects are checked in chunks by `jobs` worker processes (default: every
+        core). Objects from `BIG` up are hashed here, as the workers find them, with
+        every core, a window at a time (so that progress moves during a large one).
+        `checked` is then the number of objects (validly named files) looked at.
+        """
         problems: list[Problem] = []
         for path in self.stray_temps():
             problems.append(
@@ -630,29 +726,57 @@ class LocalStore(ObjectStore):
                 problems.append(Problem("misplaced", rel, "not a valid object name"))
                 continue
             candidates.append((rel, fan + name))
-        import concurrent.futures  # here, not at the top: only fsck needs it
+        self.checked = len(candidates)
+        total = 0
+        if progress is not None:  # the total up front, so that the bar is honest
+            for rel, _ in candidates:
+                try:
+                    total += os.lstat(f"{self.location}/{rel}").st_size
+                except OSError:
+                    pass
+        jobs = jobs or default_jobs()
+        step = max(1, min(256, -(-len(candidates) // (4 * jobs))))
+        chunks = [candidates[i : i + step] for i in range(0, len(candidates), step)]
+        done = 0
 
-        batches = self._work_batches(candidates)
-        total = sum(i[2].st_size for b in batches for i in b if isinstance(i[2], os.stat_result))
-        counter = _Counter()
-        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            pending = {pool.submit(self._check_objects, b, counter.add) for b in batches}
-            while pending:
-                # With progress, wake up ten times a second to report the bytes done,
-                # including those of a large object still being hashed.
-                done, pending = concurrent.futures.wait(
-                    pending,
-                    timeout=0.1 if progress is not None else None,
-                    return_when=concurrent.futures.FIRST_COMPLETED,
-                )
-                for future in done:
-                    problems.extend(future.result())
-                if progress is not None:
-                    progress(min(counter.value, total), total)
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(min(done, total), total)
+
+        for _, (found, hashed, big) in fork_map(self._check_chunk, chunks, jobs):
+            problems.extend(found)
+            tick(hashed)
+            for item in sorted(big, key=lambda i: -i[2].st_size):
+                problems.extend(self._check_object(*item, tick=tick))
+        if progress is not None:
+            progress(total, total)
         problems.sort()
         if quarantine:
             self._set_aside(problems)
         return problems
+
+    def _check_chunk(self, chunk: list[tuple[str, str]]) -> tuple[list[Problem], int, list[_Big]]:
+        """Check a chunk of objects (lstat, mode, bytes): the problems, the bytes hashed,
+        and the objects from `BIG` up, left for the caller to hash on every core."""
+        problems: list[Problem] = []
+        hashed = 0
+        big: list[_Big] = []
+        for rel, hexdigest in chunk:
+            try:
+                st: os.stat_result | OSError | None = os.lstat(f"{self.location}/{rel}")
+            except FileNotFoundError:
+                continue  # deleted by gc while we looked
+            except OSError as e:
+                st = e
+            if isinstance(st, os.stat_result) and st.st_size >= BIG and stat.S_ISREG(st.st_mode):
+                big.append((rel, hexdigest, st))
+                continue
+            problems.extend(self._check_object(rel, hexdigest, st))
+            if isinstance(st, os.stat_result):
+                hashed += st.st_size
+        return problems, hashed, big
 
     def _layout_problems(self) -> list[Problem]:
         problems = []
@@ -672,41 +796,6 @@ class LocalStore(ObjectStore):
             if len(rel) >= 2:
                 dirnames[:] = []
         return problems
-
-    def _work_batches(self, candidates: list[tuple[str, str]]) -> list[list[_Item]]:
-        """fsck's work in pieces for the thread pool: the largest objects first, each
-        alone, so that no large one is left running on its own at the end; small ones
-        by the dozen, so that their hand-overs to the pool cost little.
-        """
-        items: list[_Item] = []
-        for rel, hexdigest in candidates:
-            try:
-                st: os.stat_result | OSError | None = os.lstat(f"{self.location}/{rel}")
-            except FileNotFoundError:
-                st = None  # deleted by gc while we looked
-            except OSError as e:
-                st = e
-            items.append((rel, hexdigest, st))
-        items.sort(key=lambda i: -i[2].st_size if isinstance(i[2], os.stat_result) else 0)
-        batches: list[list[_Item]] = []
-        small: list[_Item] = []
-        for item in items:
-            st = item[2]
-            if isinstance(st, os.stat_result) and st.st_size >= BUF:
-                batches.append([item])
-                continue
-            small.append(item)
-            if len(small) == 64:
-                batches.append(small)
-                small = []
-        if small:
-            batches.append(small)
-        return batches
-
-    def _check_objects(
-        self, items: list[_Item], tick: Callable[[int], None] | None = None
-    ) -> list[Problem]:
-        return [p for item in items for p in self._check_object(*item, tick=tick)]
 
     def _check_object(
         self,
@@ -765,18 +854,6 @@ class LocalStore(ObjectStore):
 _buffers = threading.local()
 
 
-class _Counter:
-    """A byte count that several threads add to."""
-
-    def __init__(self) -> None:
-        self.value = 0
-        self._lock = threading.Lock()
-
-    def add(self, n: int) -> None:
-        with self._lock:
-            self.value += n
-
-
 def _hash_file(path: str, tick: Callable[[int], None] | None = None) -> tuple[str, int]:
     """The hex digest and size of a file's bytes, without following a symlink.
 
@@ -814,6 +891,21 @@ def _hash_file(path: str, tick: Callable[[int], None] | None = None) -> tuple[st
     return str(h.hexdigest()), size
 
 
+def _transferable(e: CasError) -> CasError:
+    """`e`, or (where it would not survive pickling) a CasError of its message and code."""
+    import pickle
+
+    try:
+        back = pickle.loads(pickle.dumps(e))
+    except Exception:  # any failure: fall back to the message
+        back = None
+    if type(back) is type(e) and str(back) == str(e):
+        return e
+    plain = CasError(str(e))
+    plain.exit_code = e.exit_code
+    return plain
+
+
 class _Batch:
     """New objects of a `put_many`, staged in one locked directory, made durable together."""
 
@@ -821,7 +913,7 @@ class _Batch:
         self.store = store
         try:
             with store.creating():
-                self.dir = tempfile.mkdtemp(dir=store.tmp, prefix="put-batch-")
+                self.dir = make_temp_dir(store.tmp, "put-batch-")
                 # Held until close: fsck and gc tell a live batch from a stray one by it.
                 self.fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
                 fcntl.flock(self.fd, fcntl.LOCK_EX)
@@ -832,6 +924,21 @@ class _Batch:
         self.staged: list[tuple[str | None, ObjectRef]] = []  # (temp, ref); None: stored
         self.new_bytes = 0
         self.seq = 0
+        self.prefix = ""
+
+    @classmethod
+    def stager(cls, store: LocalStore, directory: str, prefix: str) -> _Batch:
+        """A batch's stand-in in a worker process: it stages into `directory` (which
+        the batch holds locked) under names that start with `prefix`; never commits."""
+        self = cls.__new__(cls)
+        self.store = store
+        self.dir = directory
+        self.fd = -1
+        self.staged = []
+        self.new_bytes = 0
+        self.seq = 0
+        self.prefix = prefix
+        return self
 
     def add(self, source: str | os.PathLike[str] | BinaryIO) -> None:
         if not isinstance(source, (str, os.PathLike)):
@@ -866,7 +973,7 @@ class _Batch:
             if self.store._present(ref):
                 self.staged.append((None, ref))
                 return
-        temp = f"{self.dir}/{self.seq}"
+        temp = f"{self.dir}/{self.prefix}{self.seq}"
         self.seq += 1
         try:
             fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)  # read: see _ingest
@@ -955,6 +1062,11 @@ class _Batch:
                 except FileNotFoundError:
                     pass
         self.staged = []
+        try:  # what worker processes staged and nobody committed
+            for name in os.listdir(self.dir):
+                os.unlink(f"{self.dir}/{name}")
+        except OSError:
+            pass
         try:
             os.rmdir(self.dir)
         except OSError:
