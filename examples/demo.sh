@@ -97,3 +97,15 @@ cas fsck
 promote ledger verify
 promote verify
 promote attest verify "$check2" --role checker
+
+step "a receipt: the VSA, the entry, its inclusion proof and a signed checkpoint, in one file"
+promote receipt release/app.txt -o receipt.json
+promote ledger checkpoint --note
+
+step "anyone verifies it offline: a fresh directory, the runner's public key, the artifact"
+fresh="$(mktemp -d)"
+cp receipt.json "$fresh/"
+openssl pkey -in .promote/keys/runner.pem -pubout -out "$fresh/runner.pub"  # the public key only
+cp release/app.txt "$fresh/app.txt"
+(cd "$fresh" && promote verify-receipt receipt.json --key runner.pub --artifact app.txt)
+rm -rf "$fresh"

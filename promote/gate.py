@@ -77,6 +77,8 @@ class Plan:
     entry: Entry
     #: A control capsule's new policy bundle (None for a release).
     new_bundle: PolicyBundle | None = None
+    #: The VSA the entry names: its DSSE envelope's bytes (`promote.vsa`).
+    vsa: bytes = b""
 
     @property
     def capsule_ref(self) -> ObjectRef:
@@ -316,6 +318,57 @@ def _runner_key(ws: Workspace, trust: TrustRoots) -> PrivateKey:
     return key
 
 
+def _vsa(
+    ws: Workspace,
+    key: PrivateKey,
+    trust: TrustRoots,
+    head: Head,
+    changes: list[Change],
+    *,
+    evidence: list[ObjectRef],
+    decision: Decision,
+    pinned: Mapping[str, bytes],
+) -> bytes:
+    """The VSA of the entry after `head` (`promote.vsa`): its DSSE envelope's bytes,
+    signed by the runner key. Objects held in memory (the bundles, the trust roots, the
+    state after) are hashed from these bytes, the rest streamed from the store."""
+    import hashlib
+
+    from promote.attest.keys import key_id
+    from promote.vsa import build_vsa, sign_vsa, vsa_subjects
+
+    in_memory = {hash_bytes(b).digest: b for b in pinned.values()}
+
+    def sha256(ref: ObjectRef) -> str:
+        if ref.digest in in_memory:
+            return hashlib.sha256(in_memory[ref.digest]).hexdigest()
+        h = hashlib.sha256()
+        try:
+            for chunk in ws.store.open(ref.digest):
+                h.update(chunk)
+        except IntegrityError as e:
+            raise LinkageError(f"VSA: {e}") from None
+        return h.hexdigest()
+
+    doc = {
+        "seq": head.seq + 1,
+        "changes": [c.to_dict() for c in changes],
+        "policy": hash_bytes(pinned["policy"]).to_dict(),
+        "trust": hash_bytes(pinned["trust"]).to_dict(),
+        "state_after": hash_bytes(pinned["state"]).to_dict(),
+    }
+    statement = build_vsa(
+        seq=head.seq + 1,
+        runner=trust.signer_of(key_id(key.public_key())).id,
+        subjects=vsa_subjects(doc),
+        policy=decision.policy,
+        evidence=evidence,
+        sha256=sha256,
+        passed=decision.allow,
+    )
+    return sign_vsa(statement, key).encode()
+
+
 def plan(
     ws: Workspace, ledger: CommitBackend, capsule_bytes: bytes, engine: str | None = None
 ) -> Plan:
@@ -397,6 +450,22 @@ def plan(
         )
     else:
         decision = decide(engine_from_config(ws.engine_config, engine), bundle, doc)
+    key = _runner_key(ws, new_trust)
+    vsa = _vsa(
+        ws,
+        key,
+        new_trust,
+        head,
+        changes,
+        evidence=[a.ref for a in evidence],
+        decision=decision,
+        pinned={
+            "policy": new_bundle.encode() if new_bundle is not None else bundle.encode(),
+            "trust": new_trust.encode(),
+            "state": after.encode(),
+            "decided": bundle.encode(),
+        },
+    )
     unsigned = build_entry(
         head,
         capsule=capsule_ref,
@@ -404,10 +473,11 @@ def plan(
         decision=hash_bytes(decision.encode()),
         policy=new_bundle.ref() if new_bundle is not None else decision.policy,
         trust=hash_bytes(new_trust.encode()),
+        vsa=hash_bytes(vsa),
         state_after=after.ref(),
         changes=changes,
     )
-    entry = sign_entry(unsigned, _runner_key(ws, new_trust))
+    entry = sign_entry(unsigned, key)
     return Plan(
         capsule_bytes,
         capsule,
@@ -422,6 +492,7 @@ def plan(
         decision,
         entry,
         new_bundle,
+        vsa,
     )
 
 
@@ -477,6 +548,7 @@ def promote(
         if not decision.allow:
             raise Denied("denied by policy: " + "; ".join(decision.deny))
         store.put_bytes(p.state_after.encode())
+        store.put_bytes(p.vsa)  # the entry names it: a receipt starts here
         crashpoint("promote.state-stored")
         new_head = ledger.commit(p.head, p.entry, p.state_after)
         guard.close()

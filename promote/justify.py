@@ -220,6 +220,51 @@ def _replay(
         )
 
 
+def check_entry_vsa(
+    store: ObjectStore, entry: Entry, trust: TrustRoots, own_trust: TrustRoots
+) -> None:
+    """The VSA the entry names (`promote.vsa`): signed by the key that signed the entry
+    (a runner of `trust`, the roots pinned before it), by the runner `own_trust` (the
+    roots the entry pins) names so, PASSED, about this entry, its subjects exactly the
+    entry's targets and its inputAttestations exactly the entry's evidence, with
+    SHA-256 digests that are the bytes'.
+
+    Raises:
+        Unjustified (3): one line naming what does not hold.
+    """
+    import hashlib
+
+    from promote.attest.dsse import load_envelope, verify_envelope
+    from promote.vsa import check_vsa
+
+    ref = entry.vsa
+    if ref is None:
+        raise Unjustified("it names no VSA")
+    try:
+        envelope = load_envelope(_read(store, ref, "VSA"))
+    except CasError as e:
+        raise Unjustified(f"VSA {ref.digest}: {e}") from None
+    kid = entry.doc["signature"]["keyid"]
+    key = trust.keys.get(kid)
+    if key is None or kid not in verify_envelope(envelope, {kid: key}).verified:
+        raise Unjustified(f"VSA {ref.digest}: not signed by the runner key {kid} of the entry")
+    runner = own_trust.signer_of(kid).id if kid in own_trust.keys else None
+
+    def sha256(r: ObjectRef) -> str:
+        h = hashlib.sha256()
+        try:
+            for chunk in store.open(r.digest):  # verified against the BLAKE3 name
+                h.update(chunk)
+        except CasError as e:
+            raise Unjustified(f"VSA: object {r.digest}: {e}") from None
+        return h.hexdigest()
+
+    try:
+        check_vsa(envelope, entry.doc, runner, sha256)
+    except CasError as e:
+        raise Unjustified(f"VSA {ref.digest}: {e}") from None
+
+
 def _justify_v2(
     store: ObjectStore,
     entry: Entry,
@@ -242,6 +287,7 @@ def _justify_v2(
         entry_signature_ok(entry, trust)
     except CasError as e:
         raise Unjustified(str(e).removeprefix(f"ledger entry {entry.seq}: ")) from None
+    check_entry_vsa(store, entry, trust, own_trust)
     capsule_ref = ObjectRef.from_dict(entry.doc["capsule"])
     capsule_bytes = _read(store, capsule_ref, "capsule")
     try:

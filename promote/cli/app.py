@@ -2,7 +2,7 @@
 
 `promote CAPSULE` is short for `promote run CAPSULE`. Each family of commands lives in
 its own module (`promotion`, `verify`, `history`, `proofs`, `policy`, `remote`,
-`attest`, `control`) and lists what it adds; this module only assembles them, so no
+`attest`, `control`, `receipts`) and lists what it adds; this module only assembles them, so no
 family imports another.
 """
 
@@ -14,7 +14,18 @@ from typing import NoReturn
 import click
 
 from cas import _cli
-from promote.cli import attest, control, history, policy, promotion, proofs, remote, serve, verify
+from promote.cli import (
+    attest,
+    control,
+    history,
+    policy,
+    promotion,
+    proofs,
+    receipts,
+    remote,
+    serve,
+    verify,
+)
 
 __all__ = ["main", "run_main"]
 
@@ -99,8 +110,21 @@ def run_main() -> NoReturn:
 
 main.add_command(ledger)
 _cli.add_common_commands(main, "promote")
-for _family in (promotion, verify, history, proofs, policy, remote, attest, control, serve):
+for _family in (
+    promotion,
+    verify,
+    history,
+    proofs,
+    receipts,
+    policy,
+    remote,
+    attest,
+    control,
+    serve,
+):
     for _cmd in _family.COMMANDS:
         main.add_command(_cmd)
     for _cmd in _family.LEDGER_COMMANDS:
         ledger.add_command(_cmd)
+    for _cmd in getattr(_family, "KEY_COMMANDS", ()):
+        attest.key_group.add_command(_cmd)

@@ -1,10 +1,16 @@
 """The commands for checkpoints and Merkle proofs over the ledger.
 
     promote ledger checkpoint [--size N] [--sign-key FILE] [--json] [-o FILE]
+    promote ledger checkpoint --note [--size N] [--sign-key FILE] [--log-name NAME] [-o FILE]
     promote ledger prove SEQ [--size N] [-o FILE] [--entry-out FILE]
     promote ledger prove --consistency OLD_SIZE [--size N] [-o FILE]
     promote ledger verify-proof PROOF --checkpoint FILE [--entry FILE]
                                 [--old-checkpoint FILE] [--verify-key FILE] [--json]
+
+A checkpoint is a C2SP signed note (`--note`, ADR 12: origin `<log name>/blake3`,
+signed by the runner key unless `--sign-key`), or the older `promote-checkpoint/v1`
+JSON, which `verify-proof` still reads for one release and `.promote/checkpoint.json`
+(promote.rollback) still is; they are told apart by the first byte.
 
 `verify-proof` needs no workspace: it reads only the files it is given.
 """
@@ -31,13 +37,33 @@ from promote.cli.common import (
 @path_option("--sign-key", help="Sign with this Ed25519 private key (PEM, PKCS#8).")
 @json_option("Print the checkpoint document.")
 @path_option("-o", "--output", help="Also write the document here.")
+@click.option(
+    "--note",
+    "as_note",
+    is_flag=True,
+    help="The C2SP signed note (tlog-checkpoint), signed by the runner key or --sign-key.",
+)
+@click.option(
+    "--log-name", help="With --note: the log's name, origin NAME/blake3 (default: see ADR 12)."
+)
 @click.pass_context
 def checkpoint_cmd(
-    ctx: click.Context, size: int | None, sign_key: Path | None, as_json: bool, output: Path | None
+    ctx: click.Context,
+    size: int | None,
+    sign_key: Path | None,
+    as_json: bool,
+    output: Path | None,
+    as_note: bool,
+    log_name: str | None,
 ) -> None:
     """The size and Merkle root of the ledger: what a proof is checked against."""
     from promote.ledger.proofs import key_id, ledger_checkpoint, load_private_key
 
+    if log_name is not None and not as_note:
+        raise UsageError("--log-name goes with --note")
+    if as_note:
+        _note_checkpoint(ctx, size, sign_key, as_json, output, log_name)
+        return
     key = load_private_key(sign_key) if sign_key else None  # a bad key fails before the work
     with opened(ctx) as (_, backend):
         cp = ledger_checkpoint(backend, size)
@@ -54,6 +80,66 @@ def checkpoint_cmd(
         click.echo(f"signed by {key_id(key.public_key())}")
     if output is not None:
         click.echo(f"wrote {output}")
+
+
+def _note_checkpoint(
+    ctx: click.Context,
+    size: int | None,
+    sign_key: Path | None,
+    as_json: bool,
+    output: Path | None,
+    log_name: str | None,
+) -> None:
+    from promote.attest.keys import load_private_key
+    from promote.attest.runner import load_runner_key
+    from promote.receipt import DEFAULT_LOG_NAME, checkpoint_note, read_note_checkpoint
+
+    with opened(ctx) as (ws, backend):
+        key = load_private_key(sign_key) if sign_key else load_runner_key(ws.root)
+        note = checkpoint_note(backend, key, log_name or DEFAULT_LOG_NAME, size)
+    if output is not None:
+        write_output(output, note)
+    if as_json:
+        cp, _ = read_note_checkpoint(note, None)
+        emit_json(
+            {"origin": cp.origin, "size": cp.size, "root": cp.root.hex(), "note": note.decode()}
+        )
+    elif output is None:
+        click.echo(note.decode(), nl=False)
+    else:
+        click.echo(f"wrote {output}")
+
+
+def _load_any_checkpoint(
+    data: bytes, key_file: Path | None, log_key: str | None
+) -> tuple[Any, bool]:
+    """A checkpoint file: C2SP signed note, or `promote-checkpoint/v1` JSON (first byte
+    `{`, read for one release). Returns (size-and-root, whether a signature was checked).
+    """
+    from promote.ledger.proofs import load_checkpoint, load_public_key
+
+    if data.lstrip()[:1] == b"{":
+        if log_key is not None:
+            raise UsageError("--log-key goes with a C2SP checkpoint, not a JSON one")
+        cp = load_checkpoint(data)
+        if key_file is not None:
+            cp.check_signature(load_public_key(key_file))
+        return cp, key_file is not None
+    from promote.ledger.checkpoint import ForeignLog
+    from promote.ledger.note import Verifier, open_note, parse_note
+    from promote.receipt import read_note_checkpoint
+
+    body, tree = read_note_checkpoint(data, None)
+    if key_file is not None:
+        from promote.receipt import note_verifier
+
+        open_note(parse_note(data), [note_verifier(load_public_key(key_file), body.origin)])
+    if log_key is not None:
+        v = Verifier.parse(log_key)
+        if v.name != body.origin:
+            raise ForeignLog(f"the checkpoint is of the log {body.origin[:100]!r}, not {v.name!r}")
+        open_note(parse_note(data), [v])
+    return tree, key_file is not None or log_key is not None
 
 
 @click.command(name="prove")
@@ -114,6 +200,7 @@ def prove_cmd(
 )
 @path_option("--old-checkpoint", "old_file", help="The older checkpoint: for a consistency proof.")
 @path_option("--verify-key", help="Require checkpoints signed by this Ed25519 public key (PEM).")
+@click.option("--log-key", help="Require C2SP checkpoints signed by this log vkey.")
 @json_option("Print the result as a JSON object.")
 def verify_proof_cmd(
     proof_file: Path,
@@ -121,15 +208,14 @@ def verify_proof_cmd(
     entry_file: Path | None,
     old_file: Path | None,
     verify_key: Path | None,
+    log_key: str | None,
     as_json: bool,
 ) -> None:
     """Check a proof offline, from files only. Exit 3 when it does not hold."""
     from promote.errors import InvalidDocument
     from promote.ledger.proofs import (
         InclusionProof,
-        load_checkpoint,
         load_proof,
-        load_public_key,
         verify_consistency_proof,
         verify_inclusion_proof,
     )
@@ -141,15 +227,18 @@ def verify_proof_cmd(
             raise InvalidDocument(f"{path}: {e}") from None
 
     proof = parse(proof_file, "proof", load_proof)
-    new = parse(checkpoint_file, "checkpoint", load_checkpoint)
-    key = load_public_key(verify_key) if verify_key else None
+    new, signed = parse(
+        checkpoint_file,
+        "checkpoint",
+        lambda data: _load_any_checkpoint(data, verify_key, log_key),
+    )
     report: dict[str, Any]
     if isinstance(proof, InclusionProof):
         if entry_file is None:
             raise UsageError("an inclusion proof needs --entry FILE (the entry's bytes)")
         if old_file is not None:
             raise UsageError("--old-checkpoint goes with a consistency proof")
-        verify_inclusion_proof(proof, read_input(entry_file, "entry"), new, key)
+        verify_inclusion_proof(proof, read_input(entry_file, "entry"), new)
         report = {"kind": "inclusion", "seq": proof.seq, "entry": str(proof.entry)}
         text = f"ok: entry {proof.seq} ({proof.entry}) is in the ledger of {new.size} entries"
     else:
@@ -157,18 +246,23 @@ def verify_proof_cmd(
             raise UsageError("a consistency proof needs --old-checkpoint FILE")
         if entry_file is not None:
             raise UsageError("--entry goes with an inclusion proof")
-        old = parse(old_file, "old checkpoint", load_checkpoint)
-        verify_consistency_proof(proof, old, new, key)
+        old, old_signed = parse(
+            old_file,
+            "old checkpoint",
+            lambda data: _load_any_checkpoint(data, verify_key, log_key),
+        )
+        signed = signed and old_signed
+        verify_consistency_proof(proof, old, new)
         report = {"kind": "consistency", "old_size": old.size, "old_root": old.root.hex()}
         text = (
             f"ok: the ledger of {new.size} entries extends the ledger of {old.size}"
             " without rewriting it"
         )
-    report.update(ok=True, size=new.size, root=new.root.hex(), signed=key is not None)
+    report.update(ok=True, size=new.size, root=new.root.hex(), signed=signed)
     if as_json:
         emit_json(report)
     else:
-        click.echo(f"{text} (root {new.root.hex()}{', signature verified' if key else ''})")
+        click.echo(f"{text} (root {new.root.hex()}{', signature verified' if signed else ''})")
 
 
 #: Registered on `promote` by promote.cli.app.

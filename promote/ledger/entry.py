@@ -8,12 +8,13 @@ relied on and who committed it:
 
     {"schema": "promote-ledger-entry/v2", "seq": n, "prev": "blake3:..." | null,
      "capsule": {ref}, "evidence": [{ref}, ...], "decision": {ref}, "policy": {ref},
-     "trust": {ref}, "state_before": {ref}, "state_after": {ref}, "changes": [...],
-     "signature": {"keyid": "<hex SHA-256 of the DER SPKI>", "sig": "<base64>"}}
+     "trust": {ref}, "vsa": {ref}, "state_before": {ref}, "state_after": {ref},
+     "changes": [...], "signature": {"keyid": "<hex SHA-256 of the DER SPKI>", "sig": "<base64>"}}
 
 `evidence` names the attestations (DSSE envelopes) of the capsule, `policy` and
 `trust` the policy bundle and the trust roots (`trust.json`'s canonical bytes) in
-force after the entry. `signature` is the runner key's signature over
+force after the entry, `vsa` the SLSA Verification Summary Attestation the runner
+signed for the promotion (a DSSE envelope in the store, `promote.vsa`). `signature` is the runner key's signature over
 
     PAE("application/vnd.cas-promote.ledger-entry+json", canonical(entry - "signature"))
 
@@ -133,6 +134,12 @@ class _Doc:
         return [ObjectRef.from_dict(r) for r in self.doc["evidence"]]
 
     @property
+    def vsa(self) -> ObjectRef | None:
+        """The VSA's DSSE envelope (None: a v1 entry has none)."""
+        v = self.doc.get("vsa")
+        return ObjectRef.from_dict(v) if v is not None else None
+
+    @property
     def trust(self) -> ObjectRef | None:
         """The trust roots pinned after this entry (None: a v1 entry pins none)."""
         t = self.doc.get("trust")
@@ -144,6 +151,8 @@ class _Doc:
         out += [ObjectRef.from_dict(self.doc[k]) for k in ("decision", "policy")]
         if self.trust is not None:
             out.append(self.trust)
+        if self.vsa is not None:
+            out.append(self.vsa)
         return [*out, self.state_before, self.state_after]
 
 
@@ -228,6 +237,7 @@ def build_entry(
     decision: ObjectRef,
     policy: ObjectRef,
     trust: ObjectRef,
+    vsa: ObjectRef,
     state_after: ObjectRef,
     changes: list[Change],
 ) -> UnsignedEntry: ...
@@ -243,25 +253,31 @@ def build_entry(
     changes: list[Change],
     evidence: list[ObjectRef] | None = None,
     trust: ObjectRef | None = None,
+    vsa: ObjectRef | None = None,
     check_report: ObjectRef | None = None,
 ) -> Entry | UnsignedEntry:
     """The next entry after `head`. Deterministic: same inputs, same bytes.
 
-    With `evidence` and `trust`: a v2 entry, unsigned (`sign_entry` signs it). With
+    With `evidence`, `trust` and `vsa`: a v2 entry, unsigned (`sign_entry` signs it). With
     `check_report` (the legacy form): a v1 entry, which verifies only with
     `--allow-unsigned`; kept for what still writes v1 and for tests of v1 ledgers.
     """
     doc = _common(head, capsule, decision, policy, state_after, changes)
     if check_report is not None:
-        if evidence is not None or trust is not None:
-            raise TypeError("build_entry: check_report (v1) or evidence and trust (v2)")
+        if evidence is not None or trust is not None or vsa is not None:
+            raise TypeError("build_entry: check_report (v1) or evidence, trust and vsa (v2)")
         doc.update(schema=ENTRY_SCHEMA_V1, check_report=check_report.to_dict())
         return Entry(canonical(doc), doc)
-    if evidence is None or trust is None:
-        raise TypeError("build_entry: a v2 entry needs evidence and trust")
+    if evidence is None or trust is None or vsa is None:
+        raise TypeError("build_entry: a v2 entry needs evidence, trust and vsa")
     if not 1 <= len(evidence) <= MAX_EVIDENCE_REFS:
         raise ValueError(f"build_entry: want 1 to {MAX_EVIDENCE_REFS} evidence refs")
-    doc.update(schema=ENTRY_SCHEMA, evidence=[r.to_dict() for r in evidence], trust=trust.to_dict())
+    doc.update(
+        schema=ENTRY_SCHEMA,
+        evidence=[r.to_dict() for r in evidence],
+        trust=trust.to_dict(),
+        vsa=vsa.to_dict(),
+    )
     return UnsignedEntry(doc)
 
 
@@ -309,7 +325,7 @@ def entry_signature_ok(entry: Entry, trust: TrustRoots) -> str:
 
 _REF_KEYS = ("capsule", "decision", "policy", "state_before", "state_after")
 _KEYS_V1 = {"schema", "seq", "prev", "check_report", "changes", *_REF_KEYS}
-_KEYS_V2 = {"schema", "seq", "prev", "evidence", "trust", "signature", "changes", *_REF_KEYS}
+_KEYS_V2 = {"schema", "seq", "prev", "evidence", "trust", "vsa", "signature", "changes", *_REF_KEYS}
 _HEX = set("0123456789abcdef")
 
 
@@ -353,7 +369,7 @@ def parse_entry(data: bytes) -> Entry:
             ev = doc["evidence"]
             if not isinstance(ev, list) or not 1 <= len(ev) <= MAX_EVIDENCE_REFS:
                 raise ValueError(f"evidence: want a list of 1 to {MAX_EVIDENCE_REFS} refs")
-            refs += [*ev, doc["trust"]]
+            refs += [*ev, doc["trust"], doc["vsa"]]
             _check_signature_field(doc["signature"])
         for r in refs:
             ObjectRef.from_dict(r)

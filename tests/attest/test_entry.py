@@ -43,6 +43,7 @@ def _unsigned(head: Head | None = None) -> UnsignedEntry:
         decision=hash_bytes(b"decision"),
         policy=hash_bytes(b"policy"),
         trust=hash_bytes(b"trust"),
+        vsa=hash_bytes(b"vsa"),
         state_after=hash_bytes(b"state"),
         changes=[Change("release/a", None, REF)],
     )
@@ -58,6 +59,7 @@ def test_sign_then_parse_then_verify(kind: str) -> None:
         decision=hash_bytes(b"decision"),
         policy=hash_bytes(b"policy"),
         trust=hash_bytes(b"trust"),
+        vsa=hash_bytes(b"vsa"),
         state_after=hash_bytes(b"state"),
         changes=[Change("release/a", None, REF)],
     )
@@ -142,6 +144,8 @@ def test_v1_entries_parse_and_are_unsigned(ed: PrivateKey) -> None:
         {"evidence": []},
         {"evidence": {"digest": "x"}},
         {"trust": None},
+        {"vsa": None},
+        {"vsa": {"digest": "blake3:" + "0" * 63, "size": 1}},
         {"check_report": {"digest": "blake3:" + "0" * 64, "size": 1}},
         {"schema": "promote-ledger-entry/v3"},
         {"seq": True},
@@ -221,3 +225,25 @@ def test_runner_key_symlink_missing_and_garbage(
     _write(link, b"-----BEGIN PRIVATE KEY-----\nnope\n", 0o600)
     with pytest.raises(InvalidKey, match="not a valid PEM private key"):
         load_runner_key(tmp_path)
+
+
+def test_a_v2_entry_names_its_vsa(ed: PrivateKey) -> None:
+    """Entry v2 names the VSA; it is one of the objects the entry keeps (gc roots,
+    verify), and an entry without one does not parse."""
+    entry = parse_entry(sign_entry(_unsigned(), ed).data)
+    assert entry.vsa == hash_bytes(b"vsa")
+    assert hash_bytes(b"vsa") in entry.refs()
+    doc = {k: v for k, v in entry.doc.items() if k != "vsa"}
+    with pytest.raises(IntegrityError):
+        parse_entry(rfc8785.dumps(doc))
+    with pytest.raises(TypeError):
+        build_entry(  # type: ignore[call-overload]
+            Head.genesis(),
+            capsule=REF,
+            evidence=[REF],
+            decision=REF,
+            policy=REF,
+            trust=REF,
+            state_after=REF,
+            changes=[],
+        )
