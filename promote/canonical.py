@@ -67,14 +67,30 @@ def _depth(text: str) -> int:
     return deepest
 
 
-def load_json(data: bytes, what: str = "document") -> Any:
-    """Parse JSON bytes strictly.
+def load_json(
+    data: bytes,
+    what: str = "document",
+    *,
+    limit: int = MAX_DOCUMENT,
+    error: type[InvalidDocument] = InvalidDocument,
+) -> Any:
+    """Parse JSON bytes strictly, at most `limit` bytes (capped at MAX_DOCUMENT).
 
     Raises:
-        InvalidDocument: for every way the bytes can be wrong, with `what` named.
+        InvalidDocument: for every way the bytes can be wrong, with `what` named; as
+            `error`, a subclass, for a format with an error type of its own.
     """
-    if len(data) > MAX_DOCUMENT:
-        raise InvalidDocument(f"{what}: larger than {MAX_DOCUMENT} bytes")
+    try:
+        return _load_json(data, what, min(limit, MAX_DOCUMENT))
+    except InvalidDocument as e:
+        if error is InvalidDocument:
+            raise
+        raise error(str(e)) from None
+
+
+def _load_json(data: bytes, what: str, limit: int) -> Any:
+    if len(data) > limit:
+        raise InvalidDocument(f"{what}: larger than {limit} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

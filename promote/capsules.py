@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
@@ -121,42 +121,33 @@ def new_capsule(
     else:
         check_layout(paths, (state or load_state(store, head.state)).pointers)
     if version == 1:
-        _check_report_in_store(store, evidence[0])
+        hint = "cas put it first"
+        _in_store(store, evidence[0], "--check-report", MAX_CHECK_REPORT, load_check_report, hint)
     else:
+        from promote.attest.dsse import MAX_ENVELOPE, load_envelope
+
+        hint = "sign it with 'promote attest'"
         for digest in evidence:
-            _attestation_in_store(store, digest)
+            _in_store(store, digest, "--attestation", MAX_ENVELOPE, load_envelope, hint)
     return data
 
 
-def _attestation_in_store(store: ObjectStore, digest: Digest) -> None:
-    """Refuse an attestation the store lacks, or that is no DSSE envelope."""
-    from promote.attest.dsse import MAX_ENVELOPE, load_envelope
-
+def _in_store(
+    store: ObjectStore,
+    digest: Digest,
+    flag: str,
+    limit: int,
+    load: Callable[[bytes], object],
+    hint: str,
+) -> None:
+    """Refuse evidence named by `flag` that the store lacks, or that `load` refuses."""
     try:
-        data = store.read_bytes(digest, limit=MAX_ENVELOPE)
+        data = store.read_bytes(digest, limit=limit)
     except ObjectMissing:
-        raise UsageError(
-            f"--attestation {digest} is not in the store (sign it with 'promote attest')"
-        ) from None
+        raise UsageError(f"{flag} {digest} is not in the store ({hint})") from None
     except IntegrityError as e:
-        raise UsageError(f"--attestation {digest}: {e}") from None
+        raise UsageError(f"{flag} {digest}: {e}") from None
     try:
-        load_envelope(data)
+        load(data)
     except InvalidDocument as e:
-        raise UsageError(f"--attestation {digest}: {e}") from None
-
-
-def _check_report_in_store(store: ObjectStore, digest: Digest) -> None:
-    """Refuse a CHECK report the store lacks, or that is no valid CHECK report."""
-    try:
-        data = store.read_bytes(digest, limit=MAX_CHECK_REPORT)
-    except ObjectMissing:
-        raise UsageError(
-            f"--check-report {digest} is not in the store (cas put it first)"
-        ) from None
-    except IntegrityError as e:
-        raise UsageError(f"--check-report {digest}: {e}") from None
-    try:
-        load_check_report(data)
-    except InvalidDocument as e:
-        raise UsageError(f"--check-report {digest}: {e}") from None
+        raise UsageError(f"{flag} {digest}: {e}") from None

@@ -36,7 +36,6 @@ import attrs
 from promote.attest.errors import InvalidEnvelope
 from promote.attest.keys import PrivateKey, PublicKey, key_id, sign, verify
 from promote.canonical import canonical, load_json
-from promote.errors import InvalidDocument
 
 __all__ = [
     "MAX_ENVELOPE",
@@ -182,12 +181,7 @@ def load_envelope(data: bytes) -> Envelope:
     Raises:
         InvalidEnvelope: with a one-line reason.
     """
-    if len(data) > MAX_ENVELOPE:
-        raise InvalidEnvelope(f"DSSE envelope: larger than {MAX_ENVELOPE} bytes")
-    try:
-        doc = load_json(data, "DSSE envelope")
-    except InvalidDocument as e:
-        raise InvalidEnvelope(str(e)) from None
+    doc = load_json(data, "DSSE envelope", limit=MAX_ENVELOPE, error=InvalidEnvelope)
     return Envelope.from_dict(doc)
 
 

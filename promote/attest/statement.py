@@ -26,7 +26,6 @@ import attrs
 from promote.attest.dsse import Envelope
 from promote.attest.errors import InvalidEnvelope, InvalidStatement
 from promote.canonical import canonical, load_json
-from promote.errors import InvalidDocument
 
 __all__ = [
     "CHECK_PREDICATE",
@@ -188,12 +187,7 @@ def load_statement(payload: bytes) -> Statement:
     Raises:
         InvalidStatement: with a one-line reason.
     """
-    if len(payload) > MAX_STATEMENT:
-        raise InvalidStatement(f"statement: larger than {MAX_STATEMENT} bytes")
-    try:
-        doc = load_json(payload, "statement")
-    except InvalidDocument as e:
-        raise InvalidStatement(str(e)) from None
+    doc = load_json(payload, "statement", limit=MAX_STATEMENT, error=InvalidStatement)
     return Statement.from_dict(doc)
 
 
