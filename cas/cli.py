@@ -26,8 +26,7 @@ from cas.errors import EXIT_INTEGRITY, UsageError
 # The store, digest and JSON modules load when a command runs, not for `cas --help`.
 if TYPE_CHECKING:
     from cas.backend import ObjectStore
-    from cas.digest import Digest, ObjectRef
-    from cas.errors import CasError
+    from cas.digest import Digest
 
 
 def _store(ctx: click.Context) -> ObjectStore:
@@ -76,71 +75,6 @@ def init(ctx: click.Context, directory: str | None) -> None:
     _cli.info(f"initialized store {store.location}")
 
 
-def _inputs(files: tuple[str, ...], recursive: bool) -> list[tuple[str, str]]:
-    """(what to open, the name to print) of each input; with `recursive`, every file
-    under a directory (sorted, symlinked directories not followed), named relative to
-    that directory."""
-    out: list[tuple[str, str]] = []
-    for name in files:
-        if not (recursive and name != "-" and os.path.isdir(name)):
-            out.append((name, name))
-            continue
-        for top, dirs, names in os.walk(name):
-            dirs.sort()
-            for n in sorted(names):
-                path = os.path.join(top, n)
-                out.append((path, Path(os.path.relpath(path, name)).as_posix()))
-    return out
-
-
-def _source_size(name: str) -> int:
-    try:
-        return 0 if name == "-" else os.stat(name).st_size
-    except OSError:
-        return 0
-
-
-class _Results:
-    """What a multi-input command prints: a line per result as it comes, an error line
-    per failed input, or (--json) one array in input order; the first failure's exit
-    code at the end."""
-
-    def __init__(self, as_json: bool, bar: _cli.Progress) -> None:
-        self.as_json = as_json
-        self.bar = bar
-        self.rows: dict[int, dict[str, object]] = {}
-        self.lines: list[str] = []
-        self.code = 0
-
-    def ok(self, i: int, ref: ObjectRef, name: str) -> None:
-        if self.as_json:
-            self.rows[i] = {**ref.to_dict(), "path": name}
-            return
-        self.lines.append(f"{ref.digest}  {ref.size}  {name}\n")
-        if len(self.lines) >= 1000:
-            self.flush()
-
-    def failed(self, i: int, name: str, e: CasError) -> None:
-        self.code = self.code or e.exit_code
-        if self.as_json:
-            self.rows[i] = {"path": name, **_cli.error_doc(str(e), e.exit_code)}
-            return
-        self.flush()
-        self.bar.echo(_cli.error_line("cas", str(e), e.exit_code) + "\n", err=True)
-
-    def flush(self) -> None:
-        if self.lines:
-            self.bar.echo("".join(self.lines))
-            self.lines = []
-
-    def finish(self, ctx: click.Context) -> None:
-        self.flush()
-        if self.as_json:
-            emit_json([self.rows[i] for i in sorted(self.rows)])
-        if self.code:
-            ctx.exit(self.code)
-
-
 @main.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option(
@@ -161,64 +95,9 @@ def put(
     line and the others are still ingested; the exit code is then the first
     failure's. A large file the store already holds is hashed, not written again.
     """
-    from cas.errors import CasError
-    from cas.fsutil import open_source
-    from cas.local import LocalStore
+    from cas._put import put_files
 
-    inputs = _inputs(files, recursive)
-    store = _store(ctx)
-    with _cli.Progress("put") as bar:
-        out = _Results(as_json, bar)
-        if isinstance(store, LocalStore) and len(inputs) > 1:
-            # One sync per batch, not two per file; each ref comes once it is durable.
-            total = sum(_source_size(path) for path, _ in inputs) if bar.enabled else 0
-            done = 0
-
-            def staged(n: int) -> None:
-                nonlocal done
-                done += n
-                bar.update(done, total)
-
-            failed: set[int] = set()
-
-            def on_error(i: int, e: CasError) -> None:
-                failed.add(i)
-                out.failed(i, inputs[i][1], e)
-
-            sources = [sys.stdin.buffer if path == "-" else path for path, _ in inputs]
-            i = 0
-            try:
-                refs = store.put_many(
-                    sources,
-                    progress=staged if bar.enabled else None,
-                    on_error=on_error,
-                    jobs=jobs,
-                )
-                for ref in refs:
-                    while i in failed:
-                        i += 1
-                    out.ok(i, ref, inputs[i][1])
-                    i += 1
-            finally:  # what is durable is printed, even when a later batch fails
-                out.flush()
-        else:
-            for i, (path, name) in enumerate(inputs):
-                try:
-                    if path == "-":
-                        ref = store.put(sys.stdin.buffer)
-                    elif isinstance(store, LocalStore):
-                        fd, _ = open_source(path)
-                        with os.fdopen(fd, "rb", buffering=0) as f:
-                            ref = store.put(f, progress=bar.update)
-                    else:
-                        ref = store.put_file(Path(path))
-                except CasError as e:
-                    if not isinstance(e, UsageError):
-                        raise  # the store failed, not this input
-                    out.failed(i, name, e)
-                    continue
-                out.ok(i, ref, name)
-        out.finish(ctx)
+    ctx.exit(put_files(ctx.obj["store"], files, recursive, as_json, jobs))
 
 
 @main.command(name="hash")
@@ -230,12 +109,13 @@ def hash_(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
 
     Needs no store. An input that fails is reported and the others are still hashed.
     """
+    from cas._put import Results
     from cas.digest import ALGORITHM, Digest, ObjectRef, hasher
     from cas.errors import CasError
     from cas.fsutil import open_source
 
     with _cli.Progress("hash") as bar:
-        out = _Results(as_json, bar)
+        out = Results(as_json, bar)
         for i, name in enumerate(files):
             try:
                 if name == "-":
@@ -255,7 +135,7 @@ def hash_(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
                 out.failed(i, name, e)
                 continue
             out.ok(i, ObjectRef(Digest(ALGORITHM, h.hexdigest()), size), name)
-        out.finish(ctx)
+        ctx.exit(out.finish())
 
 
 @main.command()

@@ -234,3 +234,79 @@ def test_cli_jobs(cas: Cli, work: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"fsck: 50 objects checked, clean\n"
     assert cas("fsck", "--jobs", "0").returncode == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["put", "a"],
+        ["put", "a", "b", "--json"],
+        ["-q", "put", "-j", "2", "a", "b", "-v"],
+        ["--store=.cas", "put", "--jobs=3", "a", "missing", "b"],
+        ["put", "--json", "a", "dir"],
+        ["put", "-r", "dir", "a"],
+        ["put", "-j2", "nothing-here"],
+        ["put", "--json", "nothing-here"],
+    ],
+)
+def test_plain_put_runs_without_click_and_prints_what_click_does(
+    work: Path, args: list[str]
+) -> None:
+    import subprocess
+    import sys
+
+    from cas._entry import plain_put
+
+    assert plain_put(args) is not None
+    (work / "a").write_bytes(b"alpha")
+    (work / "b").write_bytes(b"beta")
+    (work / "dir").mkdir()
+    (work / "dir" / "c").write_bytes(b"gamma")
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write('click:%s' % ('click' in sys.modules)))\n"
+        "sys.argv = ['cas', *sys.argv[1:]]\n"
+        "from cas.{} import run\n"
+        "run()\n"
+    )
+    got = {}
+    for module in ("_entry", "cli"):
+        r = subprocess.run(
+            [sys.executable, "-c", probe.format(module), *args],
+            cwd=work,
+            capture_output=True,
+            env={**os.environ, "CAS_STORE": ""},
+        )
+        err, _, loaded = r.stderr.decode().rpartition("click:")
+        got[module] = (r.returncode, r.stdout, err)
+        assert loaded == ("False" if module == "_entry" else "True")
+    assert got["_entry"] == got["cli"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["put"],
+        ["--help"],
+        ["put", "--help"],
+        ["put", "-"],
+        ["put", "--", "a"],
+        ["put", "-x", "a"],
+        ["put", "-j", "0", "a"],
+        ["put", "-j", "+1", "a"],
+        ["put", "-j=2", "a"],
+        ["put", "-rj2", "a"],
+        ["put", "--jobs"],
+        ["--store", "-q", "put", "a"],
+        ["--json", "put", "a"],
+        ["--store"],
+        ["ls"],
+        ["hash", "put"],
+        ["put", "--json=1", "a"],
+    ],
+)
+def test_anything_but_a_plain_put_goes_to_click(args: list[str]) -> None:
+    from cas._entry import plain_put
+
+    assert plain_put(args) is None
