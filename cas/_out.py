@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -135,7 +134,7 @@ def guarded(call: Call, prog: str) -> NoReturn:
         fail(f"interrupted by {signal.Signals(e.signum).name}", 128 + e.signum)
     except CasError as e:
         if verbose:
-            traceback.print_exc()
+            _print_traceback()
         fail(str(e), e.exit_code)
     except BrokenPipeError:
         # The reader went away (`cas cat X | head`): not our failure.
@@ -144,13 +143,19 @@ def guarded(call: Call, prog: str) -> NoReturn:
         sys.exit(EXIT_INTERNAL)
     except OSError as e:
         if verbose:
-            traceback.print_exc()
+            _print_traceback()
         fail(*os_error(e))
     except Exception as e:
         if verbose:
-            traceback.print_exc()
+            _print_traceback()
         fail(f"internal error: {e or 'unexpected failure'} (-v shows where)", EXIT_INTERNAL)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _print_traceback() -> None:
+    import traceback  # only with -v: its import is a tenth of a put's start-up
+
+    traceback.print_exc()
 
 
 def plural(n: int, word: str) -> str:

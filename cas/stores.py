@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +37,8 @@ def find_workspace(start: Path) -> Path | None:
 
 def _store_of_workspace(root: Path) -> str:
     try:
+        import json  # only in a workspace
+
         config = json.loads((root / CONFIG_PATH).read_bytes())
         spec = config.get("store", DEFAULT_STORE)
     except (OSError, ValueError, AttributeError) as e:
