@@ -50,6 +50,7 @@ def fork_map(
         for i, task in enumerate(tasks):
             yield i, fn(task)
         return
+    import gc
     import pickle
     import selectors
 
@@ -58,6 +59,9 @@ def fork_map(
     readers: dict[int, bytearray] = {}
     parent = os.getpid()
     try:
+        # What exists now is not collected in the children: a collection would write
+        # to every object's header and so copy every page the children share with us.
+        gc.freeze()
         for _ in range(jobs):
             res_r, res_w = os.pipe()
             sys.stdout.flush()
@@ -126,6 +130,7 @@ def fork_map(
                 if left and not sel.get_map():
                     raise RuntimeError("the worker processes ended before their work")
     finally:
+        gc.unfreeze()
         for fd in (task_r, task_w, *readers):
             if fd >= 0:
                 try:
