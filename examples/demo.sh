@@ -93,8 +93,10 @@ promote capsule-2.json
 cat release/app.txt
 
 step "the ledger, the pointers, the view and the evidence all check out"
+# every entry re-justified: signed by the runner, its changes its capsule's targets,
+# its evidence verified, and (--replay) the recorded policy gives the recorded decision
 cas fsck
-promote ledger verify
+promote ledger verify --replay
 promote verify
 promote attest verify "$check2" --role checker
 

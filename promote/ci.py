@@ -20,11 +20,14 @@ ledger entry that puts them there. Three checks catch it:
   index, checked out into a temp dir), for the `promote-verify` pre-commit hook.
 
 What the store-free checks prove: the tree is exactly what the ledger's last entry
-says, and the ledger is one unbroken, replayable hash chain. What they do not prove:
-that the objects an entry names (capsule, CHECK report, decision) exist and say what
-they should; a hand-forged entry passes them. That needs the store: `promote ledger
-verify`, which the CI workflow also runs. A truncated ledger (last entries dropped
-together with HEAD) is a consistent chain; a signed checkpoint catches it.
+says, the ledger is one unbroken, replayable hash chain, its head pins the trust roots
+the tree holds, and the entries made under them are signed by one of their runners
+(a hand-forged entry is not). What they do not prove: that the objects an entry names
+(capsule, evidence, decision) exist and justify it. With a store (`verify-tree` uses
+the workspace's when it can read it, `verify-chain --store`), every entry is
+re-justified (`promote.justify`), as `promote ledger verify` does. A truncated ledger
+(last entries dropped together with HEAD) is a consistent chain; a checkpoint kept
+elsewhere catches it (`promote ledger verify --checkpoint FILE`).
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from cas.backend import ObjectStore, Problem
-from cas.digest import Digest, ObjectRef
-from cas.errors import ObjectMissing, UsageError
+from cas.digest import Digest, ObjectRef, hash_bytes
+from cas.errors import CasError, ObjectMissing, UsageError
 from cas.fsutil import atomic_write, makedirs_durable
 from cas.stores import CONFIG_PATH
 from promote.ledger.backend import CommitBackend
@@ -52,7 +55,9 @@ __all__ = [
     "WORKFLOW_PATH",
     "EmptyStore",
     "staged_workspaces",
+    "signature_problems",
     "tree_ledger",
+    "tree_store",
     "verify_chain",
     "verify_tree",
     "workflow",
@@ -92,19 +97,87 @@ class EmptyStore(ObjectStore):
 
 
 def verify_chain(
-    ledger: CommitBackend, store: ObjectStore | None = None
+    ledger: CommitBackend, store: ObjectStore | None = None, *, allow_unsigned: bool = False
 ) -> tuple[list[Problem], State | None]:
-    """The ledger checks; without `store`, all but those of the referenced objects.
+    """The ledger checks; without `store`, all but those of the referenced objects and
+    the re-justification of the entries (which reads them).
 
     Returns the problems and the replayed head state (None when the chain is broken).
     """
+    from promote.justify import justify_ledger
     from promote.verify import verify_ledger
 
     problems, state, _ = verify_ledger(ledger, store or EmptyStore())
     if store is None:
         # Against the empty store every referenced object is "missing"; nothing else is.
         problems = [p for p in problems if p.kind != "missing"]
+    elif state is not None:
+        problems += justify_ledger(ledger, store, allow_unsigned=allow_unsigned)
     return sorted(problems), state
+
+
+def tree_store(ws: Workspace) -> ObjectStore | None:
+    """The workspace's store when it can be read here (a local store that exists, or
+    a remote one the config or `CAS_STORE` names), else None: `verify-tree` then
+    checks the entries' signatures only (`signature_problems`)."""
+    from cas.local import LocalStore
+
+    try:
+        store = ws.store
+    except CasError:
+        return None
+    if isinstance(store, LocalStore) and not store.root.is_dir():
+        return None
+    return store
+
+
+def signature_problems(ws: Workspace, ledger: CommitBackend) -> list[Problem]:
+    """Without a store: the trust roots the ledger's head pins must be the workspace's
+    `control/promote/trust.json` (tracked, so in the tree), and every entry made while
+    those were pinned must carry a signature by one of its runners. Entries from
+    before the last trust change need the store (the trust roots they were made
+    under): `promote ledger verify` checks them."""
+    from promote.attest.trust import TRUST_PATH
+    from promote.ledger.entry import entry_signature_ok, parse_entry
+    from promote.pins import workspace_trust
+
+    try:
+        trust = workspace_trust(ws)
+        head = ledger.head()
+        entries = [parse_entry(ledger.read(seq)) for seq in range(1, head.seq + 1)]
+    except CasError as e:
+        return [Problem("unjustified", "ledger", f"cannot check the signatures: {e}")]
+    if not entries:
+        return []
+    ours = hash_bytes(trust.encode())
+    last = entries[-1]
+    if last.version == 1:
+        return [
+            Problem("unsigned", f"ledger entry {last.seq}", "unsigned (promote-ledger-entry/v1)")
+        ]
+    if last.trust != ours:
+        assert last.trust is not None
+        return [
+            Problem(
+                "unjustified",
+                "ledger HEAD",
+                f"pins trust roots {last.trust.digest}, not {TRUST_PATH} ({ours.digest}):"
+                " a trust change without a control promotion, or a rewritten ledger",
+            )
+        ]
+    problems = []
+    for i in range(len(entries) - 1, -1, -1):
+        entry = entries[i]
+        before = entries[i - 1].trust if i else entry.trust
+        if entry.version == 1 or before != ours:
+            break
+        try:
+            entry_signature_ok(entry, trust)
+        except CasError as e:
+            problems.append(
+                Problem("unjustified", f"ledger entry {entry.seq}", str(e).split(": ", 1)[-1])
+            )
+    return problems
 
 
 def tree_ledger(ws: Workspace) -> CommitBackend:
@@ -146,10 +219,22 @@ def tree_problems(ws: Workspace, state: State) -> list[Problem]:
     return out
 
 
-def verify_tree(ws: Workspace, ledger: CommitBackend) -> list[Problem]:
-    """The chain, then the tree under the allow-list against the replayed head state."""
+def verify_tree(
+    ws: Workspace, ledger: CommitBackend, store: ObjectStore | None = None
+) -> list[Problem]:
+    """The chain, then the tree under the allow-list against the replayed head state.
+
+    With `store`, every entry is re-justified as `promote ledger verify` does; without
+    one, the entries made under the workspace's trust roots must carry a runner's
+    signature (`signature_problems`)."""
     problems, state = verify_chain(ledger)
     if state is not None:
+        if store is not None:
+            from promote.justify import justify_ledger
+
+            problems += justify_ledger(ledger, store)
+        else:
+            problems += signature_problems(ws, ledger)
         problems += tree_problems(ws, state)
     return sorted(problems)
 
@@ -244,8 +329,8 @@ def workflow(ws: Workspace, repo: Path) -> tuple[Path, bytes]:
     rel = os.path.relpath(ws.root, repo).replace(os.sep, "/")
     lines = [
         "# The promotion gate, written by `promote init --ci github`. On every pull",
-        "# request: no authoritative path changes but through a promotion, and the",
-        "# ledger is intact. See the cas-promote README, 'CI gate'.",
+        "# request: no authoritative path changes but through a promotion, and every",
+        "# ledger entry is intact and justified. See the cas-promote README, 'CI gate'.",
         "name: promote-gate",
         "on:",
         "  pull_request:",
@@ -276,7 +361,10 @@ def workflow(ws: Workspace, repo: Path) -> tuple[Path, bytes]:
         '        run: python -m pip install "$PROMOTE_PACKAGE"',
         "      - name: the committed ledger chain and tree (no store needed)",
         "        run: promote verify-tree",
-        "      - name: promote ledger verify (every object the ledger names, in the store)",
+        "      # Every entry re-justified from the store: signed by a runner of the trust",
+        "      # roots pinned before it, its changes exactly its capsule's targets, its",
+        "      # evidence verified and covering them, an allow on the rebuilt input.",
+        "      - name: promote ledger verify (every entry re-justified, in the store)",
         "        run: promote ledger verify",
     ]
     if ws.view_mode == "copy":

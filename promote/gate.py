@@ -561,6 +561,14 @@ def promote(
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             reasons.append(f"committed, but the view is behind: {why} (run 'promote recover')")
             code = e.exit_code if isinstance(e, CasError) else 1
+        try:  # the workspace's checkpoint only grows (ADR 10, "Rollback")
+            from promote.rollback import advance
+
+            advance(ws.root, ledger)
+        except (CasError, OSError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            reasons.append(f"committed, but the checkpoint was not moved forward: {why}")
+            code = max(code, e.exit_code if isinstance(e, CasError) else 1)
         outcome = Outcome("promoted", code, reasons, capsule_ref, decision, new_head, changes)
     except CasError as e:
         status = "denied" if isinstance(e, Denied) else "failed"

@@ -4,13 +4,20 @@ The ledger is the truth. Before its commit point a promotion leaves only unrefer
 objects (collected by `cas gc`) and perhaps an entry temp file (removed here). After
 it, the entry exists whole; the HEAD cache and the view may lag, and are brought up
 to date here.
+
+Before it materializes a state, every entry up to the head must re-justify
+(`promote.justify`; unsigned v1 entries are accepted here, a v1 after a v2 is not) and
+the ledger must extend the workspace's checkpoint (`promote.rollback`): a hand-written
+entry with HEAD fixed to match is refused (exit 3, one line), not put into the view.
 """
 
 from __future__ import annotations
 
 from cas.local import LocalStore
+from promote.justify import require_justified
 from promote.ledger.backend import CommitBackend, load_state
 from promote.ledger.files import FileLedger
+from promote.rollback import refuse_rollback
 from promote.view import View
 from promote.workspace import Workspace
 
@@ -26,6 +33,8 @@ def recover(ws: Workspace, ledger: CommitBackend) -> list[str]:
     state = load_state(ws.store, head.state)
     view = View(ws)
     if view.problems(state, head.state):
+        require_justified(ledger, ws.store, head.seq)
+        refuse_rollback(ws.root, ledger)
         head = view.sync(ledger)
         state = load_state(ws.store, head.state)
         done.append(f"rematerialized the view at ledger entry {head.seq}")

@@ -161,8 +161,7 @@ def plan_revert(ws: Workspace, ledger: CommitBackend, to: int) -> RevertPlan:
         if seq <= to:
             # a v1 entry names its CHECK report; a v2 entry its evidence, of which a
             # v1 capsule's is that one report
-            recorded_ev = entry.doc.get("check_report") or entry.doc["evidence"][0]
-            reports[seq] = ObjectRef.from_dict(recorded_ev)
+            reports[seq] = entry.evidence[0]
             capsules[seq] = ObjectRef.from_dict(entry.doc["capsule"])
         if seq == to:
             then, then_introduced, to_entry = State(dict(pointers)), dict(introduced), entry.hash

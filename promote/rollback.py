@@ -14,6 +14,17 @@ copy), in the same format. The workspace's own file is only as good as the
 directory it lives in: an attacker who can write `.promote/` can delete it, which is
 why a copy kept outside is the real defence, and why a checkpoint file that exists but
 does not parse is an error rather than a fresh start.
+
+Next to it, `.promote/checkpoint-frontier.json` keeps what moving it forward needs
+without reading the whole ledger again: the hash of the checkpoint's last entry and
+the roots of the perfect subtrees of its tree (at most 64). `advance` uses it only
+when it rebuilds the checkpoint's root exactly; then it reads the checkpoint's last
+entry (which must hash to the recorded digest: a hash chain's last entry commits to
+every entry before it) and the entries after it, each linking to the one before. So a
+promotion checks and moves the checkpoint reading only the entries added since, and
+anything else (no frontier, one that does not match, a chain that does not link) takes
+the full consistency proof. The frontier is a cache, never a trust root: it is
+believed only as far as it reproduces the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,14 +34,19 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
+import blake3
+
 from cas.backend import Problem
 from cas.errors import CasError, IntegrityError, UsageError
 from cas.fsutil import atomic_write, makedirs_durable
-from promote.canonical import canonical
+from promote.canonical import canonical, load_json
 from promote.errors import InvalidDocument
 from promote.ledger.backend import CommitBackend
-from promote.ledger.merkle import ProofError
+from promote.ledger.entry import ENTRY_SCHEMAS
+from promote.ledger.merkle import NODE_PREFIX, ProofError
 from promote.ledger.proofs import (
+    TREE,
     Checkpoint,
     ledger_checkpoint,
     load_checkpoint,
@@ -49,6 +65,9 @@ __all__ = [
 
 #: Relative to the workspace root.
 CHECKPOINT_FILE = ".promote/checkpoint.json"
+#: The cache that moves it forward cheaply (module docstring).
+FRONTIER_FILE = ".promote/checkpoint-frontier.json"
+FRONTIER_SCHEMA = "promote-checkpoint-frontier/v1"
 #: A checkpoint is a hundred bytes (plus signatures); anything this big is not one.
 MAX_CHECKPOINT = 1 << 20
 
@@ -138,6 +157,139 @@ def _locked(root: Path) -> Iterator[None]:
         yield
 
 
+@attrs.frozen
+class _Frontier:
+    """The tree of the first `size` entries, as far as appending to it needs: the
+    roots of its perfect subtrees, largest first, and the digest of entry `size`."""
+
+    size: int
+    stack: tuple[bytes, ...]
+    last: bytes | None  # blake3 of entry `size` (None for size 0)
+
+    def root(self) -> bytes:
+        if not self.stack:
+            return TREE.empty()
+        acc = self.stack[-1]
+        for node in reversed(self.stack[:-1]):
+            acc = TREE.node(node, acc)
+        return acc
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "schema": FRONTIER_SCHEMA,
+            "size": self.size,
+            "stack": [h.hex() for h in self.stack],
+            "last": self.last.hex() if self.last is not None else None,
+        }
+
+
+_EMPTY = _Frontier(0, (), None)
+
+
+def _read_frontier(root: Path) -> _Frontier | None:
+    """The cached frontier, or None for any file that is not one (it is only a cache)."""
+    try:
+        fd = os.open(root / FRONTIER_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(64 << 10)
+    try:
+        doc = load_json(data, "checkpoint frontier")
+        if not isinstance(doc, dict) or doc.get("schema") != FRONTIER_SCHEMA:
+            return None
+        size, stack, last = doc["size"], doc["stack"], doc["last"]
+        if not isinstance(size, int) or size < 1 or not isinstance(stack, list):
+            return None
+        hashes = tuple(bytes.fromhex(h) for h in stack)
+        if len(hashes) != size.bit_count() or any(len(h) != TREE.size for h in hashes):
+            return None
+        return _Frontier(size, hashes, bytes.fromhex(last))
+    except (InvalidDocument, KeyError, TypeError, ValueError):
+        return None
+
+
+def _extend(frontier: _Frontier, entries: Iterator[bytes], upto: int) -> _Frontier:
+    """`frontier` extended by the entries after it, up to entry `upto`, each of which
+    must link to the one before (the cheap link check of `promote.ledger.proofs`).
+
+    Raises:
+        IntegrityError: an entry that does not link, or the ledger ends early.
+    """
+    stack = list(frontier.stack)
+    last, size = frontier.last, frontier.size
+    h, leaf = TREE.h, TREE.leaf
+    schemas = [x.encode() for x in ENTRY_SCHEMAS]
+    for data in entries:
+        if size == upto:
+            break
+        seq = size + 1
+        prev = b'"blake3:%s"' % last.hex().encode() if last is not None else b"null"
+        links = [b'"prev":%s,"schema":"%s","seq":%d,' % (prev, x, seq) for x in schemas]
+        if not any(link in data for link in links):
+            raise IntegrityError(f"ledger entry {seq} does not link to entry {seq - 1}")
+        last = blake3.blake3(data).digest()
+        node, i = leaf(last), seq
+        while not i & 1:  # one merge per trailing zero bit of the new size
+            node = h(NODE_PREFIX + stack.pop() + node)
+            i >>= 1
+        stack.append(node)
+        size = seq
+    if size != upto:
+        raise IntegrityError(f"the ledger yielded {size} entries, its head says {upto}")
+    return _Frontier(size, tuple(stack), last)
+
+
+def _fast_frontier(root: Path, ledger: CommitBackend, held: Checkpoint) -> _Frontier | None:
+    """The frontier at the head, reading only entries `held.size`.. (module docstring);
+    None when the cache cannot vouch for `held` or the ledger does not extend it
+    simply: the caller then takes the full path."""
+    cached = _read_frontier(root)
+    if cached is None or cached.size != held.size or cached.root() != held.root:
+        return None
+    try:
+        head = ledger.head()
+        if head.seq < held.size:
+            return None
+        entries = ledger.entries(held.size)
+        if blake3.blake3(next(entries)).digest() != cached.last:
+            return None
+        new = _extend(cached, entries, head.seq)
+    except (CasError, StopIteration):
+        return None
+    if head.entry is None or new.last != bytes.fromhex(head.entry.hex):
+        return None
+    return new
+
+
+def _write(root: Path, frontier: _Frontier) -> Checkpoint:
+    new = Checkpoint(frontier.size, frontier.root())
+    path = workspace_checkpoint(root)
+    makedirs_durable(path.parent)
+    atomic_write(root / FRONTIER_FILE, canonical(frontier.to_dict()))
+    atomic_write(path, canonical(new.to_dict()))
+    return new
+
+
+def _own_directory(meta: Path) -> None:
+    """`.promote` must be the workspace's own directory (created when missing): a
+    symlink (or anything else) there would take the checkpoint's writes elsewhere.
+
+    Raises:
+        UsageError (2): `.promote` is a symlink or not a directory.
+    """
+    import stat
+
+    try:
+        mode = os.lstat(meta).st_mode
+    except FileNotFoundError:
+        makedirs_durable(meta)
+        return
+    if not stat.S_ISDIR(mode):
+        what = "a symlink" if stat.S_ISLNK(mode) else "not a directory"
+        raise UsageError(f"{meta.name} is {what}: the checkpoint is not written through it")
+
+
 def advance(root: Path, ledger: CommitBackend) -> Checkpoint | None:
     """Move the workspace's checkpoint forward to the ledger's head, after checking
     that the head is consistent with it. Call after a clean verification or a commit.
@@ -147,25 +299,31 @@ def advance(root: Path, ledger: CommitBackend) -> Checkpoint | None:
     Raises:
         LinkageError (3): the ledger is shorter than, or inconsistent with, the
             checkpoint held; nothing is written.
-        UsageError, InvalidDocument (2): the checkpoint file is unreadable or malformed.
+        UsageError, InvalidDocument (2): the checkpoint file is unreadable or malformed,
+            or `.promote` is a symlink (nothing is written through it).
     """
     from promote.errors import LinkageError
 
     path = workspace_checkpoint(root)
+    _own_directory(path.parent)
     with _locked(root):
         held = read_checkpoint(path, missing_ok=True)
         if held is not None:
+            fast = _fast_frontier(root, ledger, held)
+            if fast is not None:
+                return held if fast.size == held.size else _write(root, fast)
             found = check_checkpoint(ledger, held, CHECKPOINT_FILE)
             if found:
                 raise LinkageError(f"{found[0].location}: {found[0].detail}")
         try:
-            new = ledger_checkpoint(ledger)
+            head = ledger.head()
+            new = _extend(_EMPTY, ledger.entries(), head.seq)
+            if head.entry is not None and new.last != bytes.fromhex(head.entry.hex):
+                raise IntegrityError(f"the last entry does not hash to the head {head.entry}")
         except CasError as e:
             raise LinkageError(f"cannot checkpoint the ledger: {e}") from None
         if held is not None and new.size <= held.size:
             return held
         if new.size == 0:
             return held
-        makedirs_durable(path.parent)
-        atomic_write(path, canonical(new.to_dict()))
-        return new
+        return _write(root, new)

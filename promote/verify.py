@@ -1,7 +1,9 @@
 """Checks of a workspace: the ledger chain, the pointer state, the view.
 
 `promote ledger verify` runs the ledger checks, `promote verify` (the CI gate) adds
-the view, and `cas fsck` inside a workspace runs the ledger checks too.
+the view, and `cas fsck` inside a workspace runs the ledger checks too. The ledger
+checks are the chain (`verify_ledger`), the re-justification of every entry
+(`promote.justify`) and the checkpoints (`promote.rollback`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from promote.ledger.entry import EMPTY_STATE, parse_entry
 from promote.model import State
 from promote.workspace import Workspace
 
-__all__ = ["ledger_problems", "verify_ledger", "verify_workspace"]
+__all__ = [
+    "advance_checkpoint",
+    "ledger_problems",
+    "trust_problems",
+    "verify_ledger",
+    "verify_workspace",
+]
 
 
 def _object_problem(store: ObjectStore, ref: ObjectRef, where: str) -> Problem | None:
@@ -159,17 +167,71 @@ def open_ledger(ws: Workspace) -> CommitBackend:
 
 
 def ledger_problems(root: Path, store: ObjectStore) -> list[Problem]:
-    """For `cas fsck`: the ledger checks of the workspace at `root`, and its view."""
+    """For `cas fsck`: the ledger checks of the workspace at `root` (re-justification
+    and its checkpoint included), and its view."""
     from cas.local import LocalStore
 
     ws = Workspace.load(root)
     ledger = open_ledger(ws)
     problems, state, ref = verify_ledger(ledger, store)
+    problems += trust_problems(ws, ledger, store, state is not None)
     usable = state is not None and ref is not None
     if usable and (ws.view_mode == "copy" or isinstance(ws.store, LocalStore)):
         assert state is not None and ref is not None
         problems += _view_damage(ws, ledger, state, ref)
     return problems
+
+
+def trust_problems(
+    ws: Workspace,
+    ledger: CommitBackend,
+    store: ObjectStore,
+    chain_ok: bool,
+    *,
+    allow_unsigned: bool = False,
+    replay: bool = False,
+    checkpoint: Path | None = None,
+) -> list[Problem]:
+    """Re-justification of every entry (`promote.justify`, when the chain is whole),
+    and the ledger against the workspace's checkpoint and `checkpoint` (a file kept
+    elsewhere) (`promote.rollback`)."""
+    from promote.justify import justify_ledger
+    from promote.rollback import (
+        CHECKPOINT_FILE,
+        check_checkpoint,
+        read_checkpoint,
+        workspace_checkpoint,
+    )
+
+    problems: list[Problem] = []
+    if chain_ok:
+        problems += justify_ledger(
+            ledger,
+            store,
+            allow_unsigned=allow_unsigned,
+            replay=replay,
+            engine_config=ws.engine_config,
+        )
+    own = read_checkpoint(workspace_checkpoint(ws.root), missing_ok=True)
+    if own is not None:
+        problems += check_checkpoint(ledger, own, CHECKPOINT_FILE)
+    if checkpoint is not None:
+        outside = read_checkpoint(checkpoint)
+        assert outside is not None
+        problems += check_checkpoint(ledger, outside, str(checkpoint))
+    return problems
+
+
+def advance_checkpoint(ws: Workspace, ledger: CommitBackend) -> None:
+    """After a clean verification: move the workspace's checkpoint forward. A
+    workspace whose `.promote/` cannot be written keeps the checkpoint it had."""
+    from promote.errors import DiskError
+    from promote.rollback import advance
+
+    try:
+        advance(ws.root, ledger)
+    except (DiskError, OSError):
+        pass
 
 
 def _view_damage(
@@ -241,13 +303,34 @@ def linked_dirs(ws: Workspace) -> list[Problem]:
     return out
 
 
-def verify_workspace(ws: Workspace, ledger: CommitBackend, view: bool = True) -> list[Problem]:
-    """Ledger checks, plus (with `view`) that the view matches the ledger exactly, and
-    that no store, ledger or policy directory leads out of the workspace by a link."""
+def verify_workspace(
+    ws: Workspace,
+    ledger: CommitBackend,
+    view: bool = True,
+    *,
+    allow_unsigned: bool = False,
+    replay: bool = False,
+    checkpoint: Path | None = None,
+) -> list[Problem]:
+    """Ledger checks and re-justification of every entry (`trust_problems`), plus
+    (with `view`) that the view matches the ledger exactly, and that no store, ledger
+    or policy directory leads out of the workspace by a link. When all is clean, the
+    workspace's checkpoint moves forward to the head."""
     from promote.view import View
 
     problems, state, ref = verify_ledger(ledger, ws.store)
+    problems += trust_problems(
+        ws,
+        ledger,
+        ws.store,
+        state is not None,
+        allow_unsigned=allow_unsigned,
+        replay=replay,
+        checkpoint=checkpoint,
+    )
     problems += linked_dirs(ws)
     if view and state is not None and ref is not None:
         problems += View(ws).problems(state, ref)
+    if not problems:
+        advance_checkpoint(ws, ledger)
     return sorted(problems)

@@ -26,12 +26,12 @@ from cas.errors import CasError
 from promote.attest.dsse import sign_envelope
 from promote.attest.keys import load_private_key
 from promote.attest.statement import CHECK_PREDICATE, PAYLOAD_TYPE, Statement, Subject
-from promote.attest.trust import TRUST_PATH
+from promote.attest.trust import TRUST_PATH, load_trust
 from promote.canonical import pretty
 from promote.capsules import new_capsule
 from promote.demo_keys import KEYS_DIR, key_path, write_demo_trust
 from promote.ledger.backend import CommitBackend, load_state
-from promote.ledger.entry import Entry, Head, build_entry
+from promote.ledger.entry import Entry, Head, build_entry, sign_entry
 from promote.model import Change, State
 from promote.verify import open_ledger
 from promote.workspace import Workspace
@@ -169,9 +169,13 @@ def next_entry(
     ledger: CommitBackend, ws: Workspace, path: str, data: bytes | None
 ) -> tuple[Entry, State]:
     """A synthetic next entry (after the current head) that points `path` at `data`
-    (None: removes `path`).
+    (None: removes `path`): a v2 entry signed by the machine's runner key, pinning the
+    workspace's trust roots, whose capsule, evidence, decision, policy and VSA are
+    placeholders.
 
-    Everything it references is put into the store, so the ledger verifies clean.
+    Everything it references is put into the store, so the chain checks
+    (`verify_ledger`) pass; re-justification (`verify_workspace`) finds every such
+    entry `unjustified`: no gate made it.
     """
     store = ws.store
     head = ledger.head()
@@ -182,17 +186,21 @@ def next_entry(
     store.put_bytes(after.encode())
     docs = [
         store.put_bytes(pretty({"doc": k, "path": path, "data": data and data.hex()}))
-        for k in "cdp"
+        for k in "cedpv"
     ]
-    entry = build_entry(
+    trust = load_trust((ws.root / TRUST_PATH).read_bytes(), TRUST_PATH)
+    unsigned = build_entry(
         head,
         capsule=docs[0],
-        check_report=docs[1],
+        evidence=[docs[1]],
         decision=docs[2],
-        policy=docs[2],
+        policy=docs[3],
+        trust=store.put_bytes(trust.encode()),
+        vsa=docs[4],
         state_after=after.ref(),
         changes=[change],
     )
+    entry = sign_entry(unsigned, load_private_key(key_path(ws.root, "runner")))
     return entry, after
 
 

@@ -1,9 +1,11 @@
 """The commands that check a workspace, or a ledger without one.
 
-promote verify [--json]                     the ledger, the pointers, the view
-promote ledger verify [--json]              the ledger and the pointers only
+promote verify [--checkpoint FILE] [--allow-unsigned] [--replay] [--json]
+                                            the ledger, the pointers, the view
+promote ledger verify [--checkpoint FILE] [--allow-unsigned] [--replay] [--json]
+                                            the ledger and the pointers only
 promote verify-tree [--staged] [--json]     the gate without the store (pre-commit, CI)
-promote ledger verify-chain [DIR] [--store STORE] [--json]
+promote ledger verify-chain [DIR] [--store STORE] [--allow-unsigned] [--json]
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import click
 
-from cas._cli import json_option, report_problems
+from cas._cli import json_option, path_option, report_problems
 from cas.errors import UsageError
 from promote.cli.common import (
     open_ledger,
@@ -23,29 +25,79 @@ from promote.cli.common import (
 #: Every check's --json: `report_problems`'s document.
 _findings_json = json_option("Print the findings as JSON.")
 
+_allow_unsigned = click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept unsigned promote-ledger-entry/v1 entries (checking what applies to them).",
+)
+_replay = click.option(
+    "--replay",
+    is_flag=True,
+    help="Also evaluate each entry's recorded policy on its recorded input again, and"
+    " require the recorded decision bytes.",
+)
+_checkpoint = path_option(
+    "--checkpoint",
+    "checkpoint",
+    help="A checkpoint kept elsewhere ('promote ledger checkpoint --json'): the ledger"
+    " must extend it.",
+)
+
 
 @click.command()
+@_checkpoint
+@_allow_unsigned
+@_replay
 @_findings_json
 @click.pass_context
-def verify(ctx: click.Context, as_json: bool) -> None:
-    """The CI gate: the ledger, the pointers, and a view that matches them exactly."""
+def verify(
+    ctx: click.Context,
+    checkpoint: Path | None,
+    allow_unsigned: bool,
+    replay: bool,
+    as_json: bool,
+) -> None:
+    """The CI gate: the ledger (every entry re-justified), the pointers, and a view
+    that matches them exactly. Clean, it moves .promote/checkpoint.json forward."""
     from promote.verify import verify_workspace
 
     ws = workspace(ctx)
-    report_problems(ctx, verify_workspace(ws, open_ledger(ws)), as_json, "verify")
+    problems = verify_workspace(
+        ws, open_ledger(ws), checkpoint=checkpoint, allow_unsigned=allow_unsigned, replay=replay
+    )
+    report_problems(ctx, problems, as_json, "verify")
 
 
 @click.command(name="verify")
+@_checkpoint
+@_allow_unsigned
+@_replay
 @_findings_json
 @click.pass_context
-def ledger_verify(ctx: click.Context, as_json: bool) -> None:
-    """Re-hash the chain, replay it, and check every object it references."""
+def ledger_verify(
+    ctx: click.Context,
+    checkpoint: Path | None,
+    allow_unsigned: bool,
+    replay: bool,
+    as_json: bool,
+) -> None:
+    """Re-hash the chain, replay it, check every object it references, and
+    re-justify every entry: signed by a runner of the trust roots pinned before it,
+    its changes exactly its capsule's targets, an allow decision on the input rebuilt
+    from its evidence. Exit 3 naming each entry that fails, or a checkpoint the ledger
+    does not extend."""
     from promote.verify import verify_workspace
 
     ws = workspace(ctx)
-    report_problems(
-        ctx, verify_workspace(ws, open_ledger(ws), view=False), as_json, "ledger verify"
+    problems = verify_workspace(
+        ws,
+        open_ledger(ws),
+        view=False,
+        checkpoint=checkpoint,
+        allow_unsigned=allow_unsigned,
+        replay=replay,
     )
+    report_problems(ctx, problems, as_json, "ledger verify")
 
 
 @click.command(name="verify-tree")
@@ -64,17 +116,18 @@ def verify_tree_cmd(ctx: click.Context, staged: bool, as_json: bool) -> None:
     This is the `promote-verify` pre-commit hook (with --staged).
     """
     from cas.backend import Problem
-    from promote.ci import staged_workspaces, tree_ledger, verify_tree
+    from promote.ci import staged_workspaces, tree_ledger, tree_store, verify_tree
 
     root = ctx.find_root().obj["root"]
     if not staged:
         ws = workspace(ctx)
-        report_problems(ctx, verify_tree(ws, tree_ledger(ws)), as_json, "verify-tree")
+        found_problems = verify_tree(ws, tree_ledger(ws), tree_store(ws))
+        report_problems(ctx, found_problems, as_json, "verify-tree")
         return
     problems: list[Problem] = []
     with staged_workspaces(Path.cwd(), Path(root) if root else None) as found:
-        for prefix, _real, ws in found:
-            for p in verify_tree(ws, tree_ledger(ws)):
+        for prefix, real, ws in found:
+            for p in verify_tree(ws, tree_ledger(ws), tree_store(real)):
                 problems.append(Problem(p.kind, prefix + p.location, p.detail, p.digest))
     report_problems(ctx, sorted(problems), as_json, "verify-tree --staged")
 
@@ -86,16 +139,22 @@ def verify_tree_cmd(ctx: click.Context, staged: bool, as_json: bool) -> None:
     metavar="STORE",
     help="Also check every object the entries name, in this store (a directory or s3://).",
 )
+@_allow_unsigned
 @_findings_json
 @click.pass_context
 def verify_chain_cmd(
-    ctx: click.Context, directory: Path | None, store: str | None, as_json: bool
+    ctx: click.Context,
+    directory: Path | None,
+    store: str | None,
+    allow_unsigned: bool,
+    as_json: bool,
 ) -> None:
     """The ledger chain and HEAD of DIRECTORY (default: the workspace's), no store needed.
 
     Checks that every entry is canonical, that seq and prev link them, that replaying
     the changes gives every state digest, and that HEAD names the last entry. With
-    --store, also every object the entries reference (as `promote ledger verify`).
+    --store, also every object the entries reference, and re-justifies every entry
+    (as `promote ledger verify`).
     """
     from cas.stores import open_store
     from promote.ci import EmptyStore, tree_ledger, verify_chain
@@ -107,7 +166,9 @@ def verify_chain_cmd(
         ledger: Any = FileLedger(directory, EmptyStore())
     else:
         ledger = tree_ledger(workspace(ctx))
-    problems, _ = verify_chain(ledger, open_store(store) if store else None)
+    problems, _ = verify_chain(
+        ledger, open_store(store) if store else None, allow_unsigned=allow_unsigned
+    )
     report_problems(ctx, problems, as_json, "ledger verify-chain")
 
 

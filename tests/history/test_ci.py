@@ -197,7 +197,13 @@ def test_verify_chain_of_this_repository(tmp_path: Path) -> None:
         env=clean_env(),
     )
     assert r.returncode == 3
-    assert {p["kind"] for p in json.loads(r.stdout)["problems"]} == {"missing"}
+    found = json.loads(r.stdout)["problems"]
+    assert {p["kind"] for p in found} == {"missing", "unjustified"}
+    # without its objects no entry re-justifies: each is named
+    entries = len(list((REPO / "execution/ledger/entries").iterdir()))
+    assert sorted(p["location"] for p in found if p["kind"] == "unjustified") == [
+        f"ledger entry {n}" for n in range(1, entries + 1)
+    ]
 
 
 def copy_ledger(tmp_path: Path) -> Path:

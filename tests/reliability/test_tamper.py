@@ -106,6 +106,8 @@ def test_damaged_object(make_ws, cli: Zygote, case: str, seed: int) -> None:
     if referenced:
         got = path.stat().st_size
         expect.append(("truncated" if got < len(data) else "mismatch", "ledger entry *"))
+        # and the entry that promoted it no longer re-justifies: its bytes are not there
+        expect.append(("unjustified", "ledger entry *"))
     _fsck_names(root, cli, expect, verify_too=referenced)
     check(root, cli, category="tamper", expect=expect, oracle=False)
     q = cli("cas", "fsck", "--quarantine", cwd=root)
@@ -167,7 +169,8 @@ def _rehash_link(root: Path) -> list[tuple[str, str]]:
 
 def _rehash_all(root: Path) -> list[tuple[str, str]]:
     """Rewrite the last entry to point elsewhere, with a true state and HEAD: the chain
-    is whole, but the view (and the report) still show what really happened."""
+    is whole, but the entry no longer re-justifies (its signature, its capsule and its
+    decision do not say so): an integrity failure, not a stale view."""
     from cas.local import LocalStore
 
     store = LocalStore.existing(root / ".cas")
@@ -188,7 +191,7 @@ def _rehash_all(root: Path) -> list[tuple[str, str]]:
         "state": state.to_dict(),
     }
     (root / "execution/ledger/HEAD").write_bytes(rfc8785.dumps(head))
-    return [("view-stale", "*")]
+    return [("unjustified", "ledger entry 3")]
 
 
 def _digest(ref: dict) -> object:

@@ -24,7 +24,7 @@ from promote.ledger.entry import Head, parse_entry
 from promote.ledger.files import FileLedger, file_lock
 from promote.ledger.pg import PgLedger
 from promote.model import State
-from promote.verify import verify_ledger
+from promote.verify import verify_ledger, verify_workspace
 
 KINDS = ["file", "pg"]
 RACERS = 8
@@ -82,6 +82,13 @@ def test_commit_moves_head_entries_and_state(machine: Machine, ledger: CommitBac
     assert ledger.state(ws.store) == s2
     problems, state, _ = verify_ledger(ledger, ws.store)
     assert problems == [] and state == s2
+    # a whole, signed chain, but no gate made these entries: neither re-justifies
+    found = verify_workspace(ws, ledger, view=False)
+    assert [(p.kind, p.location) for p in found] == [
+        ("unjustified", "ledger entry 1"),
+        ("unjustified", "ledger entry 2"),
+    ]
+    assert all("VSA" in p.detail for p in found), found  # the first check they fail
 
 
 def test_stale_base_is_a_conflict_and_changes_nothing(
@@ -110,6 +117,10 @@ def test_a_removal_clears_the_pointer(machine: Machine, ledger: CommitBackend) -
     ledger.commit(ledger.head(), e, s)
     assert ledger.state(ws.store) == State() and ledger.head().state == State().ref()
     assert verify_ledger(ledger, ws.store)[0] == []
+    found = verify_workspace(ws, ledger, view=False)
+    assert [(p.kind, p.location) for p in found] == [
+        ("unjustified", f"ledger entry {n}") for n in range(1, 5)
+    ]
 
 
 def test_a_fresh_backend_object_sees_the_same(machine: Machine, ledger: CommitBackend) -> None:
