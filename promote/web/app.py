@@ -348,4 +348,6 @@ def create_app(
             Exception: internal,
         },
     )
+    # A path is either a route or a 404: no redirect that adds or drops a slash.
+    app.router.redirect_slashes = False
     return Guard(app, frozenset(h.lower() for h in hosts) if hosts is not None else None)

@@ -526,6 +526,12 @@ def test_fuzzed_parameters_never_500(objects_client: Any, value: str, route: str
     assert "Traceback" not in r.text
 
 
+@pytest.mark.parametrize("route", ["/entries/1/", "/api/entries/1/", "/search/", "/api/timeline/"])
+def test_a_trailing_slash_is_not_found_not_redirected(client: Any, route: str) -> None:
+    r = client.get(route, follow_redirects=False)
+    assert r.status_code == 404, (route, r.status_code)
+
+
 def test_an_unexpected_error_is_a_bare_500(site: Flow, caplog: pytest.LogCaptureFixture) -> None:
     from starlette.testclient import TestClient
 
