@@ -48,6 +48,7 @@ from promote.pins import (
     workspace_trust,
 )
 from promote.policy.engines import Decision, PolicyBundle, decide, engine_from_config, load_bundle
+from promote.rollback import refuse_rollback_at
 from promote.workspace import Workspace
 
 __all__ = ["Plan", "Outcome", "plan", "promote", "read_capsule"]
@@ -385,6 +386,10 @@ def plan(
     for t in capsule.targets:
         check_allowed(t.path, ws.allow_list)
     head = ledger.head()
+    # the head built on must extend the workspace's checkpoint (ADR 10, "Rollback"):
+    # refused here, before anything is stored or committed, reading only the entries
+    # added since the checkpoint
+    refuse_rollback_at(ws.root, ledger, head)
     state = load_state(ws.store, head.state)
     check_layout([t.path for t in capsule.targets], state.pointers)
 

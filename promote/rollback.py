@@ -25,6 +25,10 @@ promotion checks and moves the checkpoint reading only the entries added since, 
 anything else (no frontier, one that does not match, a chain that does not link) takes
 the full consistency proof. The frontier is a cache, never a trust root: it is
 believed only as far as it reproduces the checkpoint.
+
+The gate checks the same before it commits (`refuse_rollback_at`, on the head its
+promotion builds on, by the same two paths, writing nothing): a promotion on a ledger
+that does not extend the checkpoint is refused, exit 3, and nothing is committed.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from cas.fsutil import atomic_write, makedirs_durable
 from promote.canonical import canonical, load_json
 from promote.errors import InvalidDocument
 from promote.ledger.backend import CommitBackend
-from promote.ledger.entry import ENTRY_SCHEMAS
+from promote.ledger.entry import ENTRY_SCHEMAS, Head
 from promote.ledger.merkle import NODE_PREFIX, ProofError
 from promote.ledger.proofs import (
     TREE,
@@ -60,6 +64,7 @@ __all__ = [
     "check_checkpoint",
     "read_checkpoint",
     "refuse_rollback",
+    "refuse_rollback_at",
     "workspace_checkpoint",
 ]
 
@@ -101,11 +106,13 @@ def read_checkpoint(path: Path, missing_ok: bool = False) -> Checkpoint | None:
         raise InvalidDocument(f"checkpoint {path}: {e}") from None
 
 
-def check_checkpoint(ledger: CommitBackend, cp: Checkpoint, name: str) -> list[Problem]:
-    """Whether the ledger today extends the one `cp` describes. One `rollback`
-    problem naming `name` when it does not; none when it does."""
+def check_checkpoint(
+    ledger: CommitBackend, cp: Checkpoint, name: str, head: Head | None = None
+) -> list[Problem]:
+    """Whether the ledger today (up to `head`, its head when None) extends the one `cp`
+    describes. One `rollback` problem naming `name` when it does not; none when it does."""
     try:
-        size = ledger.head().seq
+        size = (ledger.head() if head is None else head).seq
     except IntegrityError:
         return []  # the ledger checks report a broken head
     if size < cp.size:
@@ -147,6 +154,25 @@ def refuse_rollback(root: Path, ledger: CommitBackend) -> None:
     if held is not None:
         for p in check_checkpoint(ledger, held, CHECKPOINT_FILE):
             raise LinkageError(f"{p.location}: {p.detail}")
+
+
+def refuse_rollback_at(root: Path, ledger: CommitBackend, head: Head) -> None:
+    """Raise unless the ledger up to `head` (the head a promotion builds on) extends
+    the workspace's checkpoint (if it has one). Reads only the entries after the
+    checkpoint when the frontier vouches for it (module docstring), else takes the full
+    consistency proof; writes nothing.
+
+    Raises:
+        LinkageError (3): one line naming the checkpoint.
+        UsageError, InvalidDocument (2): the checkpoint file is unreadable or malformed.
+    """
+    from promote.errors import LinkageError
+
+    held = read_checkpoint(workspace_checkpoint(root), missing_ok=True)
+    if held is None or _fast_frontier(root, ledger, held, head) is not None:
+        return
+    for p in check_checkpoint(ledger, held, CHECKPOINT_FILE, head):
+        raise LinkageError(f"{p.location}: {p.detail}")
 
 
 @contextlib.contextmanager
@@ -240,15 +266,17 @@ def _extend(frontier: _Frontier, entries: Iterator[bytes], upto: int) -> _Fronti
     return _Frontier(size, tuple(stack), last)
 
 
-def _fast_frontier(root: Path, ledger: CommitBackend, held: Checkpoint) -> _Frontier | None:
-    """The frontier at the head, reading only entries `held.size`.. (module docstring);
-    None when the cache cannot vouch for `held` or the ledger does not extend it
-    simply: the caller then takes the full path."""
+def _fast_frontier(
+    root: Path, ledger: CommitBackend, held: Checkpoint, at: Head | None = None
+) -> _Frontier | None:
+    """The frontier at `at` (the ledger's head when None), reading only entries
+    `held.size`.. (module docstring); None when the cache cannot vouch for `held` or the
+    ledger does not extend it simply: the caller then takes the full path."""
     cached = _read_frontier(root)
     if cached is None or cached.size != held.size or cached.root() != held.root:
         return None
     try:
-        head = ledger.head()
+        head = ledger.head() if at is None else at
         if head.seq < held.size:
             return None
         entries = ledger.entries(held.size)

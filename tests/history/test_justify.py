@@ -249,23 +249,59 @@ def test_the_gate_moves_the_checkpoint_to_each_entry_it_commits(flow: Flow) -> N
     assert json.loads(frontier.read_bytes())["stack"] != doc["stack"]
 
 
-def test_a_promotion_on_a_rolled_back_ledger_is_reported_and_the_checkpoint_kept(
-    flow: Flow,
-) -> None:
-    """The tail dropped, HEAD fixed: the next promotion commits (the ledger is the
-    truth), but says exit 3 and leaves the checkpoint where it was, so every verify
-    after it finds the rollback too."""
+def _ledger_bytes(root: Path) -> dict[str, bytes]:
+    top = root / "execution/ledger"
+    return {str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()}
+
+
+def test_a_promotion_on_a_truncated_ledger_is_refused_before_the_commit(flow: Flow) -> None:
+    """The tail dropped after a checkpoint, HEAD fixed to match: the gate refuses before
+    it commits (exit 3, one line naming the checkpoint), the ledger's bytes unchanged,
+    the report failed; a dry run reports the same; the checkpoint is kept."""
     for data in (b"1", b"2", b"3"):
         assert flow.release({"release/a.txt": data}).returncode == 0
+    assert _problems(flow, "ledger", "verify") == (0, [])
     cp = flow.root / ".promote/checkpoint.json"
     before = cp.read_bytes()
     _path(flow.root, 3).unlink()
-    _write(flow.root, _doc(flow.root, 2), None)
-    r = flow.release({"release/a.txt": b"other"})
+    _write(flow.root, _doc(flow.root, 2), None)  # HEAD fixed to match: a consistent chain
+    ledger = _ledger_bytes(flow.root)
+    refs = {"release/a.txt": flow.put(b"other")}
+    cap = flow.capsule({p: d for p, (d, _) in refs.items()}, flow.check(list(refs.values())))
+    dry = flow.run("promote", "--dry-run", cap)
+    assert dry.returncode == 3, dry.stderr
+    r = flow.run("promote", cap)
     assert r.returncode == 3, r.stderr
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and ".promote/checkpoint.json" in lines[0], lines
+    assert "fewer than the 3" in lines[0]
+    assert not _path(flow.root, 3).exists()
+    assert _ledger_bytes(flow.root) == ledger
     report = json.loads((flow.root / "execution/promote/report.json").read_bytes())
-    assert report["status"] == "promoted"
-    assert any("checkpoint was not moved forward" in why for why in report["reasons"])
+    assert report["status"] == "failed" and report["ledger"] is None
+    assert any(".promote/checkpoint.json" in why for why in report["reasons"])
     assert cp.read_bytes() == before
     code, found = _problems(flow, "ledger", "verify")
     assert code == 3 and [(k, w) for k, w, _ in found] == [("rollback", ".promote/checkpoint.json")]
+
+
+def test_a_promotion_on_a_rewritten_ledger_is_refused_before_the_commit(flow: Flow) -> None:
+    """The tail dropped and a genuine entry put in its place (the size is back, the
+    frontier's last entry is not): the full consistency proof refuses it, nothing committed."""
+    assert flow.release({"release/a.txt": b"1"}).returncode == 0
+    assert flow.release({"release/a.txt": b"2"}).returncode == 0
+    _path(flow.root, 2).unlink()
+    _write(flow.root, _doc(flow.root, 1), None)
+    saved = flow.root / "saved"
+    saved.mkdir()
+    for name in ("checkpoint.json", "checkpoint-frontier.json"):
+        (flow.root / ".promote" / name).rename(saved / name)
+    assert flow.run("promote", "recover").returncode == 0
+    assert flow.release({"release/a.txt": b"other"}).returncode == 0
+    for name in ("checkpoint.json", "checkpoint-frontier.json"):
+        (saved / name).replace(flow.root / ".promote" / name)
+    ledger = _ledger_bytes(flow.root)
+    r = flow.release({"release/a.txt": b"third"})
+    assert r.returncode == 3, r.stderr
+    assert ".promote/checkpoint.json" in r.stderr.decode() and "rewritten" in r.stderr.decode()
+    assert _ledger_bytes(flow.root) == ledger
