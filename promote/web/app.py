@@ -230,6 +230,15 @@ def create_app(
     def entry_api(request: Request) -> Response:
         return api(entry_data(request))
 
+    def receipt(request: Request) -> Response:
+        seq = parse_seq(request.path_params["seq"])
+        body = reader.receipt(seq)
+        headers = {
+            "content-disposition": f'attachment; filename="receipt-{seq}.json"',
+            "cache-control": "no-store",
+        }
+        return Response(body, media_type="application/json", headers=headers)
+
     def path_data(request: Request) -> dict[str, Any]:
         start, per = paging(request)
         return reader.path(parse_path(request.path_params["path"]), start, per)
@@ -326,6 +335,7 @@ def create_app(
     routes = [
         Route("/", timeline, methods=["GET"]),
         Route("/entries/{seq}", entry, methods=["GET"]),
+        Route("/entries/{seq}/receipt", receipt, methods=["GET"]),
         Route("/paths/{path:path}", path, methods=["GET"]),
         Route("/verify", verify, methods=["GET"]),
         Route("/search", search, methods=["GET"]),
@@ -335,6 +345,7 @@ def create_app(
         Route("/api/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/timeline", timeline_api, methods=["GET"]),
         Route("/api/entries/{seq}", entry_api, methods=["GET"]),
+        Route("/api/entries/{seq}/receipt", receipt, methods=["GET"]),
         Route("/api/paths/{path:path}", path_api, methods=["GET"]),
         Route("/api/verify", verify_api, methods=["GET"]),
         Route("/api/search", search_api, methods=["GET"]),

@@ -503,9 +503,32 @@ class Reader:
             "signers": entry_signers(doc),
             # what issue 16 adds: a VSA named by the entry, and a receipt
             "vsa": _ref(doc.get("vsa")),
-            "receipt": None,
+            "receipt": f"/entries/{seq}/receipt" if doc.get("vsa") is not None else None,
             "missing": missing,
         }
+
+    # receipt -------------------------------------------------------------------
+
+    def receipt(self, seq: int) -> bytes:
+        """The receipt of entry `seq`, as `promote receipt SEQ` writes it: the VSA, the
+        entry, its inclusion proof against the head and a checkpoint signed by the
+        runner key (read from the workspace, as the command does; nothing is written).
+
+        Raises:
+            NotFound: no such entry, a v1 entry (no VSA), the VSA or runner key missing.
+        """
+        from promote.attest.runner import load_runner_key
+        from promote.canonical import pretty
+        from promote.errors import PromoteError
+        from promote.receipt import DEFAULT_LOG_NAME, build_receipt
+
+        self._seq(seq)
+        try:
+            key = load_runner_key(self.ws.root)
+            doc = build_receipt(self.ledger, self.store, seq, key, DEFAULT_LOG_NAME)
+        except (PromoteError, CasError) as e:
+            raise NotFound(f"no receipt for entry {seq}: {str(e).splitlines()[0][:300]}") from None
+        return pretty(doc)
 
     # path history --------------------------------------------------------------
 

@@ -116,7 +116,10 @@ def _schemas() -> dict[str, Any]:
             "evidence": {"type": "array", "items": {"$ref": "#/components/schemas/Evidence"}},
             "signers": {"type": "array", "items": {"$ref": "#/components/schemas/Signer"}},
             "vsa": _NREF,
-            "receipt": {"type": "null", "description": "reserved for receipts (issue 16)"},
+            "receipt": {
+                "type": ["string", "null"],
+                "description": "where to download the entry's receipt (null: a v1 entry)",
+            },
             "missing": {"type": "array", "items": {"type": "string"}},
         }
     )
@@ -254,6 +257,21 @@ def openapi() -> dict[str, Any]:
                 [_param("seq", "path", seq, "the entry number")],
                 [400, 404],
             ),
+            "/api/entries/{seq}/receipt": {
+                "get": {
+                    "summary": "the entry's receipt, as 'promote receipt SEQ' writes it",
+                    "parameters": [_param("seq", "path", seq, "the entry number")],
+                    "responses": {
+                        "200": {
+                            "description": "the receipt JSON, as an attachment"
+                            " ('promote verify-receipt' checks it offline)",
+                            "content": {"application/json": {}},
+                        },
+                        "400": {"description": "a malformed entry number"},
+                        "404": {"description": "no such entry, a v1 entry, or no runner key"},
+                    },
+                }
+            },
             "/api/paths/{path}": _op(
                 "the entries that changed a path, newest first",
                 "PathHistory",

@@ -581,10 +581,46 @@ def test_openapi_describes_every_api_route(client: Any, site: Flow) -> None:
         "/api/verify": ("/api/verify", "Verification"),
         "/api/search": ("/api/search?q=release", "Search"),
     }
-    assert set(doc["paths"]) == {*samples, "/objects/{digest}"}
+    assert set(doc["paths"]) == {*samples, "/objects/{digest}", "/api/entries/{seq}/receipt"}
     for path, (url, schema) in samples.items():
         data = ok_json(client, url)
         assert set(schemas[schema]["required"]) <= set(data), path
+
+
+# -- receipts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "/api"])
+def test_receipt_download_is_what_promote_receipt_writes_and_verifies(
+    client: Any, site: Flow, tmp_path: Path, prefix: str
+) -> None:
+    seq = entry_doc(site, 3)
+    assert seq.get("vsa") is not None
+    r = client.get(f"{prefix}/entries/3/receipt")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["content-disposition"] == 'attachment; filename="receipt-3.json"'
+    assert r.headers["content-security-policy"] == CSP
+    assert r.headers["x-content-type-options"] == "nosniff"
+    out = tmp_path / "cli.json"
+    assert run_cli("promote", "receipt", "3", "-o", str(out), cwd=site.root).returncode == 0
+    assert r.content == out.read_bytes()
+    (tmp_path / "receipt.json").write_bytes(r.content)
+    key = site.root / ".promote/keys/runner.pub"
+    v = run_cli("promote", "verify-receipt", "receipt.json", "--key", str(key), cwd=tmp_path)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert ok_json(client, "/api/entries/3")["receipt"] == "/entries/3/receipt"
+    assert 'href="/entries/3/receipt"' in ok_html(client, "/entries/3")
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/entries/0/receipt", 400), ("/entries/x/receipt", 400), ("/api/entries/99/receipt", 404)],
+)
+def test_receipt_refuses_bad_and_unknown_entries(client: Any, url: str, status: int) -> None:
+    r = client.get(url)
+    assert r.status_code == status
+    assert "Traceback" not in r.text
 
 
 # -- the command ---------------------------------------------------------------------------
