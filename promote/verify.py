@@ -8,7 +8,9 @@ checks are the chain (`verify_ledger`), the re-justification of every entry
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cas.backend import ObjectStore, Problem
 from cas.digest import ObjectRef
@@ -22,6 +24,7 @@ from promote.workspace import Workspace
 
 __all__ = [
     "advance_checkpoint",
+    "read_outside_checkpoint",
     "ledger_problems",
     "trust_problems",
     "verify_ledger",
@@ -191,6 +194,9 @@ def trust_problems(
     allow_unsigned: bool = False,
     replay: bool = False,
     checkpoint: Path | None = None,
+    witnesses: Sequence[Any] = (),
+    require: int = 0,
+    log_key: Any = None,
 ) -> list[Problem]:
     """Re-justification of every entry (`promote.justify`, when the chain is whole),
     and the ledger against the workspace's checkpoint and `checkpoint` (a file kept
@@ -216,10 +222,66 @@ def trust_problems(
     if own is not None:
         problems += check_checkpoint(ledger, own, CHECKPOINT_FILE)
     if checkpoint is not None:
-        outside = read_checkpoint(checkpoint)
-        assert outside is not None
+        outside = read_outside_checkpoint(ws, checkpoint, witnesses, require, log_key)
         problems += check_checkpoint(ledger, outside, str(checkpoint))
     return problems
+
+
+def read_outside_checkpoint(
+    ws: Workspace,
+    path: Path,
+    witnesses: Sequence[Any] = (),
+    require: int = 0,
+    log_key: Any = None,
+) -> Any:
+    """A checkpoint kept elsewhere: a C2SP signed note (ADR 12), or the older
+    `promote-checkpoint/v1` JSON (first byte `{`, read for one release). A note must be
+    signed by the log (`log_key`, a vkey `Verifier`; default the workspace's runner key
+    named as the note's origin) and cosigned by `require` of `witnesses`
+    (`promote.ledger.witness.verify_cosigned`). Returns its size and root.
+
+    Raises:
+        UsageError, InvalidDocument, MalformedNote (2): unreadable or malformed, or
+            cosignatures required of a JSON checkpoint.
+        ProofError (3): not signed by the log, too few cosignatures, another log.
+    """
+    import os
+
+    from cas.errors import UsageError
+    from promote.errors import InvalidDocument
+    from promote.ledger.merkle import ProofError
+    from promote.rollback import MAX_CHECKPOINT, read_checkpoint
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise UsageError(f"checkpoint {path}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"checkpoint {path}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_CHECKPOINT + 1)
+    if data.lstrip()[:1] == b"{":
+        if require:
+            raise UsageError(
+                f"checkpoint {path}: a JSON checkpoint carries no cosignatures;"
+                " --witnesses needs a C2SP one ('promote ledger checkpoint')"
+            )
+        return read_checkpoint(path)
+    if len(data) > MAX_CHECKPOINT:
+        raise InvalidDocument(f"checkpoint {path}: larger than {MAX_CHECKPOINT} bytes")
+    from promote.ledger.witness import LogConfig, verify_cosigned
+    from promote.receipt import note_verifier, read_note_checkpoint
+
+    try:
+        body, tree = read_note_checkpoint(data, None)
+        if log_key is None:
+            from promote.attest.runner import load_runner_key
+
+            log_key = note_verifier(load_runner_key(ws.root).public_key(), body.origin)
+        verify_cosigned(data, LogConfig(log_key.name, (log_key,)), witnesses, require)
+    except (ProofError, InvalidDocument) as e:
+        raise type(e)(f"checkpoint {path}: {e}") from None
+    return tree
 
 
 def advance_checkpoint(ws: Workspace, ledger: CommitBackend) -> None:
@@ -311,6 +373,9 @@ def verify_workspace(
     allow_unsigned: bool = False,
     replay: bool = False,
     checkpoint: Path | None = None,
+    witnesses: Sequence[Any] = (),
+    require: int = 0,
+    log_key: Any = None,
 ) -> list[Problem]:
     """Ledger checks and re-justification of every entry (`trust_problems`), plus
     (with `view`) that the view matches the ledger exactly, and that no store, ledger
@@ -327,6 +392,9 @@ def verify_workspace(
         allow_unsigned=allow_unsigned,
         replay=replay,
         checkpoint=checkpoint,
+        witnesses=witnesses,
+        require=require,
+        log_key=log_key,
     )
     problems += linked_dirs(ws)
     if view and state is not None and ref is not None:

@@ -1,9 +1,15 @@
 """The commands that check a workspace, or a ledger without one.
 
-promote verify [--checkpoint FILE] [--allow-unsigned] [--replay] [--json]
+promote verify [--checkpoint FILE [--witnesses N --witness-key W.vkey ...]
+               [--log-key LOG.vkey]] [--allow-unsigned] [--replay] [--json]
                                             the ledger, the pointers, the view
-promote ledger verify [--checkpoint FILE] [--allow-unsigned] [--replay] [--json]
-                                            the ledger and the pointers only
+promote ledger verify [the same options]    the ledger and the pointers only
+
+--checkpoint takes a C2SP checkpoint (signed by the runner key, or --log-key; with
+--witnesses N, cosigned by N of the --witness-key keys) or the older JSON one (first
+byte `{`). Too few cosignatures, or a note the log did not sign: exit 3, one line; a
+checkpoint the ledger does not extend (forked, rolled back): a `rollback` finding, exit
+3; malformed: exit 2.
 promote verify-tree [--staged] [--json]     the gate without the store (pre-commit, CI)
 promote ledger verify-chain [DIR] [--store STORE] [--allow-unsigned] [--json]
 """
@@ -39,13 +45,50 @@ _replay = click.option(
 _checkpoint = path_option(
     "--checkpoint",
     "checkpoint",
-    help="A checkpoint kept elsewhere ('promote ledger checkpoint --json'): the ledger"
-    " must extend it.",
+    help="A checkpoint kept elsewhere ('promote ledger checkpoint', C2SP, or its older"
+    " --json form): the ledger must extend it.",
 )
+_witnesses = click.option(
+    "--witnesses",
+    type=click.IntRange(min=0),
+    default=0,
+    help="With --checkpoint: require this many cosignatures by --witness-key keys.",
+)
+_witness_keys = click.option(
+    "--witness-key",
+    "witness_keys",
+    multiple=True,
+    help="A witness's vkey, inline or a file (repeatable).",
+)
+_log_key = click.option(
+    "--log-key",
+    help="With --checkpoint: the log's vkey (default: the runner key, named as the origin).",
+)
+
+
+def _requirement(
+    checkpoint: Path | None, witnesses: int, witness_keys: tuple[str, ...], log_key: str | None
+) -> dict[str, Any]:
+    """verify_workspace's checkpoint arguments; a usage error (2) when they do not fit."""
+    from promote.cli.receipts import _witness_vkey
+
+    if checkpoint is None and (witnesses or witness_keys or log_key):
+        raise UsageError("--witnesses, --witness-key and --log-key go with --checkpoint")
+    wits = [_witness_vkey(k) for k in witness_keys]
+    if witnesses > len(wits):
+        raise UsageError(f"--witnesses {witnesses}: only {len(wits)} --witness-key given")
+    return {
+        "witnesses": [w if w.sig_type == 0x04 else w.cosignature() for w in wits],
+        "require": witnesses,
+        "log_key": _witness_vkey(log_key) if log_key else None,
+    }
 
 
 @click.command()
 @_checkpoint
+@_witnesses
+@_witness_keys
+@_log_key
 @_allow_unsigned
 @_replay
 @_findings_json
@@ -53,6 +96,9 @@ _checkpoint = path_option(
 def verify(
     ctx: click.Context,
     checkpoint: Path | None,
+    witnesses: int,
+    witness_keys: tuple[str, ...],
+    log_key: str | None,
     allow_unsigned: bool,
     replay: bool,
     as_json: bool,
@@ -61,15 +107,24 @@ def verify(
     that matches them exactly. Clean, it moves .promote/checkpoint.json forward."""
     from promote.verify import verify_workspace
 
+    req = _requirement(checkpoint, witnesses, witness_keys, log_key)
     ws = workspace(ctx)
     problems = verify_workspace(
-        ws, open_ledger(ws), checkpoint=checkpoint, allow_unsigned=allow_unsigned, replay=replay
+        ws,
+        open_ledger(ws),
+        checkpoint=checkpoint,
+        allow_unsigned=allow_unsigned,
+        replay=replay,
+        **req,
     )
     report_problems(ctx, problems, as_json, "verify")
 
 
 @click.command(name="verify")
 @_checkpoint
+@_witnesses
+@_witness_keys
+@_log_key
 @_allow_unsigned
 @_replay
 @_findings_json
@@ -77,6 +132,9 @@ def verify(
 def ledger_verify(
     ctx: click.Context,
     checkpoint: Path | None,
+    witnesses: int,
+    witness_keys: tuple[str, ...],
+    log_key: str | None,
     allow_unsigned: bool,
     replay: bool,
     as_json: bool,
@@ -88,6 +146,7 @@ def ledger_verify(
     does not extend."""
     from promote.verify import verify_workspace
 
+    req = _requirement(checkpoint, witnesses, witness_keys, log_key)
     ws = workspace(ctx)
     problems = verify_workspace(
         ws,
@@ -96,6 +155,7 @@ def ledger_verify(
         checkpoint=checkpoint,
         allow_unsigned=allow_unsigned,
         replay=replay,
+        **req,
     )
     report_problems(ctx, problems, as_json, "ledger verify")
 
