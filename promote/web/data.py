@@ -9,10 +9,11 @@ Entries and capsules are changing format (v1 -> v2 with signed attestations, ADR
 so every field of an entry or a document is read defensively (`.get`): a field the
 view does not know is ignored, one it expects and does not find is shown as absent.
 
-Signers are shown as *recorded*: the key ids an entry's signature and its evidence
-envelopes carry, each with `"verified": null` (this view has not checked them). When
-entries carry verified signers (ADR 10, issue 16), `Signer.verified` and `signer`
-are where they go, and the templates already show them.
+Signers are *verified* (`promote.web.signers`): the entry's runner signature, each
+attestation's signers and the roles they meet, and the VSA, against the trust roots
+pinned for the entry, cached per entry digest; the timeline verifies only the entries
+on its page (their CHECK signers). A v1 entry's signers are shown as recorded
+(`"verified": null`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ __all__ = [
     "parse_seq",
 ]
 
+#: Entries whose verified signers are kept (an entry never changes).
+SIGNER_CACHE = 4096
 #: Entries per page, by default and at most.
 PER = 50
 MAX_PER = 200
@@ -400,6 +403,9 @@ class Reader:
         self._verify_lock = threading.Lock()
         self._verified: _Verified | None = None
         self.store = ws.store
+        #: Verified signers by (entry digest, with the VSA): an entry never changes.
+        self._signers: dict[tuple[str, bool], dict[str, Any]] = {}
+        self._signers_lock = threading.Lock()
 
     @property
     def ledger(self) -> CommitBackend:
@@ -422,6 +428,38 @@ class Reader:
     def head(self) -> dict[str, Any]:
         return self.ledger.head().to_dict()
 
+    def verified_signers(self, entry: Entry, *, vsa: bool) -> dict[str, Any]:
+        """`promote.web.signers.verify_entry`, cached per entry digest."""
+        from promote.web.signers import verify_entry
+
+        key = (str(entry.hash), vsa)
+        with self._signers_lock:
+            hit = self._signers.get(key)
+        if hit is not None:
+            return hit
+        result = verify_entry(self.ledger, self.store, entry, vsa=vsa)
+        with self._signers_lock:
+            if len(self._signers) >= SIGNER_CACHE:
+                self._signers.pop(next(iter(self._signers)))
+            self._signers[key] = result
+        return result
+
+    def _check_signers(self, r: LogRecord) -> list[dict[str, Any]]:
+        """The verified CHECK signers of a timeline row's entry (cached)."""
+        from promote.web.signers import check_signers
+
+        with self._signers_lock:
+            hit = self._signers.get((str(r.entry), False))
+        if hit is None:
+            try:
+                entry = parse_entry(self.ledger.read(r.seq))
+            except CasError:
+                return []
+            if entry.hash != r.entry:
+                return []
+            hit = self.verified_signers(entry, vsa=False)
+        return check_signers(hit)
+
     # timeline ------------------------------------------------------------------
 
     def timeline(self, start: int | None, per: int) -> dict[str, Any]:
@@ -436,7 +474,12 @@ class Reader:
                 raise NotFound("the ledger is empty")
             raise NotFound(f"no ledger entry {start} (the ledger has {head.seq} entries)")
         top = head.seq if start is None else start
-        rows = [_row(r, r_doc(r)) for r in iter_log(self.ws, ledger, per, start=top)]
+        rows = []
+        for r in iter_log(self.ws, ledger, per, start=top):
+            row = _row(r, r_doc(r))
+            if r_doc(r).get("signature") is not None:
+                row["signers"] = self._check_signers(r)
+            rows.append(row)
         bottom = top - len(rows) + 1
         return {
             "head": head.to_dict(),
@@ -464,10 +507,17 @@ class Reader:
         decision = shown.decision if isinstance(shown.decision, Mapping) else None
         evidence = []
         missing = list(shown.missing)
+        verified = self.verified_signers(shown.entry, vsa=True)
+        by_digest = {a["digest"]: a for a in verified["attestations"]}
         for ref in _evidence_refs(doc):
             edoc, why = read_doc(self.store, ObjectRef.from_dict(ref), "evidence")
             item = describe_evidence(edoc, why)
             item["ref"] = ref
+            checked = by_digest.get(ref["digest"])
+            if checked is not None and item["kind"] == "attestation":
+                item["signers"] = checked["signers"]
+                item["roles"] = checked["roles"]
+                item["verify_problem"] = checked["problem"]
             evidence.append(item)
             if why and why not in missing:
                 missing.append(why)
@@ -500,7 +550,8 @@ class Reader:
             "policy": _ref(doc.get("policy")),
             "trust": _ref(doc.get("trust")),
             "evidence": evidence,
-            "signers": entry_signers(doc),
+            "signers": [verified["runner"]] if verified["runner"] else entry_signers(doc),
+            "verified": verified,
             # what issue 16 adds: a VSA named by the entry, and a receipt
             "vsa": _ref(doc.get("vsa")),
             "receipt": f"/entries/{seq}/receipt" if doc.get("vsa") is not None else None,

@@ -31,7 +31,11 @@ def _schemas() -> dict[str, Any]:
     ref = {"$ref": "#/components/schemas/Ref"}
     signer = _obj(
         {
-            "role": {"type": "string", "description": "runner (the entry), or signer"},
+            "role": {
+                "type": "string",
+                "description": "runner (the entry), checker (a timeline row), the roles"
+                " the signer holds (an attestation), or signer (not verified)",
+            },
             "keyid": {"type": ["string", "null"]},
             "signer": {
                 "type": ["string", "null"],
@@ -39,7 +43,8 @@ def _schemas() -> dict[str, Any]:
             },
             "verified": {
                 "type": ["boolean", "null"],
-                "description": "null: recorded, not checked by this view",
+                "description": "checked against the trust roots pinned for the entry"
+                " (null: a v1 entry, recorded only)",
             },
         }
     )
@@ -115,6 +120,12 @@ def _schemas() -> dict[str, Any]:
             "trust": _NREF,
             "evidence": {"type": "array", "items": {"$ref": "#/components/schemas/Evidence"}},
             "signers": {"type": "array", "items": {"$ref": "#/components/schemas/Signer"}},
+            "verified": {
+                "type": "object",
+                "description": "the signatures checked against the trust roots pinned for"
+                " the entry: trust, runner, attestations (signers, roles met, predicate"
+                " type), vsa (verified, predicate summary), problem",
+            },
             "vsa": _NREF,
             "receipt": {
                 "type": ["string", "null"],

@@ -55,11 +55,11 @@ def test_timeline_newest_first_with_builder_revision_paths_signers(client: Any, 
     assert [e["source_revision"] for e in data["entries"]] == ["v1.2.0", "v1.1.0", "v1.0.0"]
     first = data["entries"][2]
     assert first["changes"] == entry_doc(site, 1)["changes"]
-    for e in data["entries"]:  # what the entry records: a v2 entry its runner signature
-        signature = entry_doc(site, e["seq"]).get("signature")
-        want = [] if signature is None else [signature["keyid"]]
-        assert [s["keyid"] for s in e["signers"]] == want
-        assert all(s["verified"] is None for s in e["signers"])
+    for e in data["entries"]:  # the verified CHECK signers of each entry's attestations
+        assert entry_doc(site, e["seq"]).get("signature") is not None
+        assert [(s["role"], s["signer"], s["verified"]) for s in e["signers"]] == [
+            ("checker", "demo-checker", True)
+        ]
     assert (data["newer"], data["older"]) == (None, None)
 
     html = ok_html(client, "/")
@@ -143,17 +143,49 @@ def test_entry_changes_decision_policy_evidence(client: Any, site: Flow) -> None
     assert [c["name"] for c in ev["checks"]] == ["unit"]
     if ev["kind"] == "attestation":
         assert ev["predicate_type"].endswith("/check-report/v1")
-        assert len(ev["signers"]) == 1 and ev["signers"][0]["verified"] is None
+        assert [(s["signer"], s["verified"]) for s in ev["signers"]] == [("demo-checker", True)]
+        assert ev["roles"] == ["checker"] and ev["verify_problem"] is None
+    runner = data["signers"]
+    assert [(s["role"], s["signer"], s["verified"]) for s in runner] == [
+        ("runner", "demo-runner", True)
+    ]
+    assert runner[0]["keyid"] == doc["signature"]["keyid"]
+    assert data["verified"]["trust"] == entry_doc(site, 1)["trust"]
+    vsa = data["verified"]["vsa"]
+    assert (vsa["verified"], vsa["problem"], vsa["result"]) == (True, None, "PASSED")
+    assert vsa["predicate_type"] == "https://slsa.dev/verification_summary/v1"
+    assert vsa["resource"] == "promote:entry/2"
 
     html = ok_html(client, "/entries/2")
     assert "<h1>Ledger entry 2</h1>" in html
     assert data["entry"] in html and doc["policy"]["digest"] in html
     assert 'class="verdict allow"' in html
     assert "no deny reasons: the policy allowed it" in html
+    assert "demo-runner" in html and "demo-checker" in html and "✓ verified" in html
+    assert "verification_summary/v1" in html and "PASSED" in html
     assert 'href="/paths/release/app.txt"' in html
     assert 'href="/entries/1"' in html and 'href="/entries/3"' in html
     assert "/objects/" not in html  # no downloads without --serve-objects
     assert "--serve-objects" in html
+
+
+def test_signatures_not_verified_under_other_trust_roots(site: Flow) -> None:
+    """Against trust roots that do not list the keys, nothing verifies, and the view
+    says so (the runner, each attestation, the VSA), never raising."""
+    from promote.attest.trust import ROLES, TrustRoots
+    from promote.ledger.entry import parse_entry
+    from promote.verify import open_ledger
+    from promote.web import signers as mod
+    from promote.workspace import Workspace
+
+    ws = Workspace.load(site.root)
+    entry = parse_entry(open_ledger(ws).read(2))
+    nobody = TrustRoots((), {r: 1 for r in ROLES})
+    [ref] = entry.evidence
+    got = mod._attestation(ws.store, ref, nobody)
+    assert got["roles"] == [] and got["problem"]
+    assert [s["verified"] for s in got["signers"]] == [False]
+    assert mod.check_signers({"attestations": [got]}) == []
 
 
 def test_entry_shows_the_reasons_a_decision_records(tmp_path: Path) -> None:
