@@ -50,6 +50,8 @@ __all__ = [
     "parse_seq",
 ]
 
+#: The kinds of problem re-justification reports (`promote.justify.justify_ledger`).
+SIGNATURE_KINDS = ("unjustified", "unsigned")
 #: Entries whose verified signers are kept (an entry never changes).
 SIGNER_CACHE = 4096
 #: Entries per page, by default and at most.
@@ -675,15 +677,22 @@ class Reader:
                 cached = False
             else:
                 cached = True
+        found = [p for p in v.problems if p.get("kind") in SIGNATURE_KINDS]
         return {
             "head": v.head.to_dict(),
             "checked_at": v.checked_at,
             "cached": cached,
             "clean": not v.problems,
-            "checks": ["chain", "pointers", "objects", "view"],
+            "checks": ["chain", "pointers", "objects", "view", "signatures"],
             "problems": v.problems,
-            # what the trust work adds: the entries' and evidence's signatures
-            "signatures": None,
+            # promote verify's re-justification of every entry (promote.justify)
+            "signatures": {
+                "entries": v.head.seq,
+                "checked": "every entry re-justified: the runner signature, each"
+                " attestation against the trust roots pinned for it, the VSA",
+                "clean": not found,
+                "problems": found,
+            },
         }
 
     # objects -------------------------------------------------------------------

@@ -173,7 +173,14 @@ def _schemas() -> dict[str, Any]:
             "clean": {"type": "boolean"},
             "checks": {"type": "array", "items": {"type": "string"}},
             "problems": {"type": "array", "items": problem},
-            "signatures": {"type": "null", "description": "reserved for signature checks"},
+            "signatures": _obj(
+                {
+                    "entries": {"type": "integer", "minimum": 0},
+                    "checked": {"type": "string"},
+                    "clean": {"type": "boolean"},
+                    "problems": {"type": "array", "items": {"type": "object"}},
+                }
+            ),
         }
     )
     search = _obj(

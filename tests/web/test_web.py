@@ -169,6 +169,21 @@ def test_entry_changes_decision_policy_evidence(client: Any, site: Flow) -> None
     assert "--serve-objects" in html
 
 
+def test_verify_page_shows_an_unjustified_entry(tmp_path: Path) -> None:
+    """The VSA gone from the store: re-justification reports the entry, and so does the
+    page."""
+    flow = Flow.init(tmp_path / "ws")
+    assert flow.release({"release/a": b"a"}).returncode == 0
+    hexd = entry_doc(flow, 1)["vsa"]["digest"][7:]
+    (flow.root / ".cas/objects/blake3" / hexd[:2] / hexd[2:]).unlink()
+    data = ok_json(client_for(flow.root), "/api/verify")
+    sig = data["signatures"]
+    assert sig["clean"] is False, data["problems"]
+    assert [p["location"] for p in sig["problems"]] == ["ledger entry 1"]
+    html = ok_html(client_for(flow.root), "/verify")
+    assert "1 entry not justified" in html and "ledger entry 1" in html
+
+
 def test_signatures_not_verified_under_other_trust_roots(site: Flow) -> None:
     """Against trust roots that do not list the keys, nothing verifies, and the view
     says so (the runner, each attestation, the VSA), never raising."""
@@ -373,6 +388,13 @@ def test_verify_as_promote_verify_then_cached_then_damage_found_on_recheck(
     assert first["clean"] is (first["problems"] == []) and first["cached"] is False
     assert first["head"]["seq"] == 1
     assert ok_json(c, "/api/verify")["cached"] is True
+    sig = first["signatures"]
+    assert sig["entries"] == 1 and "signatures" in first["checks"]
+    assert sig["problems"] == [
+        p for p in first["problems"] if p["kind"] in ("unjustified", "unsigned")
+    ]
+    assert sig["clean"] is (sig["problems"] == [])
+    assert ("1 entry re-justified" if sig["clean"] else "not justified") in ok_html(c, "/verify")
     verdict = "clean" if first["clean"] else f"{len(first['problems'])} problem"
     assert f'id="verdict">{verdict}' in ok_html(c, "/verify")
     # damage an object the ledger names: the cache (same head) does not see it ...
