@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import blake3
 import pytest
-from helpers import Flow
+from helpers import Flow, run_cli
 from web_site import Served, entry_doc, verify_problems
 
 from promote.web.app import CSP
@@ -95,7 +96,8 @@ def test_in_a_real_browser_timeline_entry_reasons_download(
     served: Served, site: Flow, tmp_path: Path
 ) -> None:
     """Chromium with JavaScript off: open the timeline, follow an entry, read its
-    decision and reasons, download its capsule, search for a path with the form."""
+    decision and reasons and its verified signers, download its capsule and its
+    receipt (which `promote verify-receipt` accepts), search for a path with the form."""
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "needs Debian's chromium: bash .ci/system-packages.sh"
@@ -117,6 +119,8 @@ def test_in_a_real_browser_timeline_entry_reasons_download(
             assert page.locator("td.seq").all_inner_texts() == ["3", "2", "1"]
             row = page.locator("table.timeline tbody tr").nth(1)
             assert "v1.1.0" in row.inner_text() and "release/app.txt" in row.inner_text()
+            assert "checker demo-checker" in row.inner_text()
+            assert "✓ verified" in row.inner_text()
             _shot(page, "timeline")
 
             page.locator("td.seq a", has_text="2").click()
@@ -130,9 +134,27 @@ def test_in_a_real_browser_timeline_entry_reasons_download(
             assert doc["policy"]["digest"][:19] in decision  # blake3: and 12 hex digits
             evidence = page.locator("#evidence").inner_text()
             assert "pass" in evidence and "unit" in evidence
+            assert "demo-checker" in evidence and "✓ verified" in evidence
+            assert "check-report/v1" in evidence and "roles met" in evidence
+            assert "verification_summary/v1" in evidence and "PASSED" in evidence
+            entry_signers = page.locator("#entry-signers").inner_text()
+            assert "runner demo-runner" in entry_signers and "✓ verified" in entry_signers
             changes = page.locator("#changes").inner_text()
             assert "release/app.txt" in changes
             _shot(page, "entry")
+
+            with page.expect_download() as info:
+                page.locator("a#receipt").click()
+            receipt = info.value
+            assert receipt.suggested_filename == "receipt-2.json"
+            offline = tmp_path / "offline"
+            offline.mkdir()
+            receipt.save_as(str(offline / "receipt.json"))
+            shutil.copy(site.root / ".promote/keys/runner.pub", offline / "runner.pub")
+            checked = run_cli(
+                "promote", "verify-receipt", "receipt.json", "--key", "runner.pub", cwd=offline
+            )
+            assert checked.returncode == 0, checked.stdout + checked.stderr
 
             with page.expect_download() as info:
                 page.get_by_role("link", name="download capsule").click()
@@ -153,6 +175,8 @@ def test_in_a_real_browser_timeline_entry_reasons_download(
             n = len(found)
             verdict = "clean" if not found else f"{n} problem{'' if n == 1 else 's'}"
             assert page.locator("#verdict").inner_text() == verdict
+            assert "3 entries re-justified" in page.locator("#signatures").inner_text()
+            _shot(page, "verify")
         finally:
             ctx.close()
 
