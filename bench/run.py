@@ -592,7 +592,11 @@ class Bench:
         return Case(
             "ledger-checkpoint",
             f"promote ledger checkpoint, {n} entries",
-            Variant("promote ledger checkpoint", [self.promote, "ledger", "checkpoint"], cwd=ws),
+            Variant(
+                "promote ledger checkpoint --json",
+                [self.promote, "ledger", "checkpoint", "--json"],
+                cwd=ws,
+            ),
             [self.entries_b3sum(ws)],
             rate=(n, "entries"),
             note="the Merkle tree over every entry's hash: each entry is read and hashed",

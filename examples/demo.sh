@@ -102,7 +102,7 @@ promote attest verify "$check2" --role checker
 
 step "a receipt: the VSA, the entry, its inclusion proof and a signed checkpoint, in one file"
 promote receipt release/app.txt -o receipt.json
-promote ledger checkpoint --note
+promote ledger checkpoint  # the C2SP signed note (--json: the older JSON)
 
 step "anyone verifies it offline: a fresh directory, the runner's public key, the artifact"
 fresh="$(mktemp -d)"

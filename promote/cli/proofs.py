@@ -1,16 +1,18 @@
 """The commands for checkpoints and Merkle proofs over the ledger.
 
-    promote ledger checkpoint [--size N] [--sign-key FILE] [--json] [-o FILE]
-    promote ledger checkpoint --note [--size N] [--sign-key FILE] [--log-name NAME] [-o FILE]
+    promote ledger checkpoint [--size N] [--sign-key FILE] [--log-name NAME] [-o FILE]
+    promote ledger checkpoint --json [--size N] [--sign-key FILE] [-o FILE]
     promote ledger prove SEQ [--size N] [-o FILE] [--entry-out FILE]
     promote ledger prove --consistency OLD_SIZE [--size N] [-o FILE]
     promote ledger verify-proof PROOF --checkpoint FILE [--entry FILE]
                                 [--old-checkpoint FILE] [--verify-key FILE] [--json]
 
-A checkpoint is a C2SP signed note (`--note`, ADR 12: origin `<log name>/blake3`,
-signed by the runner key unless `--sign-key`), or the older `promote-checkpoint/v1`
-JSON, which `verify-proof` still reads for one release and `.promote/checkpoint.json`
-(promote.rollback) still is; they are told apart by the first byte.
+A checkpoint is a C2SP signed note (the default, ADR 12: origin `<log name>/blake3`,
+signed by the runner key unless `--sign-key`; `--note` is accepted and changes
+nothing), or the older `promote-checkpoint/v1` JSON (`--json`, kept for one release),
+which `verify-proof` and `promote verify --checkpoint` still read and
+`.promote/checkpoint.json` (promote.rollback) still is; they are told apart by the
+first byte.
 
 `verify-proof` needs no workspace: it reads only the files it is given.
 """
@@ -34,18 +36,17 @@ from promote.cli.common import (
 
 @click.command(name="checkpoint")
 @click.option("--size", type=click.IntRange(min=0), help="Entries to cover (default: all).")
-@path_option("--sign-key", help="Sign with this Ed25519 private key (PEM, PKCS#8).")
-@json_option("Print the checkpoint document.")
-@path_option("-o", "--output", help="Also write the document here.")
-@click.option(
-    "--note",
-    "as_note",
-    is_flag=True,
-    help="The C2SP signed note (tlog-checkpoint), signed by the runner key or --sign-key.",
+@path_option(
+    "--sign-key",
+    help="Sign with this Ed25519 private key (PEM, PKCS#8) instead of the runner key;"
+    " with --json, any supported key.",
 )
+@json_option("The older promote-checkpoint/v1 JSON document (kept for one release).")
+@path_option("-o", "--output", help="Also write the checkpoint here.")
 @click.option(
-    "--log-name", help="With --note: the log's name, origin NAME/blake3 (default: see ADR 12)."
+    "--note", "as_note", is_flag=True, hidden=True, help="The default (kept for scripts)."
 )
+@click.option("--log-name", help="The log's name: origin NAME/blake3 (default: see ADR 12).")
 @click.pass_context
 def checkpoint_cmd(
     ctx: click.Context,
@@ -56,14 +57,22 @@ def checkpoint_cmd(
     as_note: bool,
     log_name: str | None,
 ) -> None:
-    """The size and Merkle root of the ledger: what a proof is checked against."""
-    from promote.ledger.proofs import key_id, ledger_checkpoint, load_private_key
-
-    if log_name is not None and not as_note:
-        raise UsageError("--log-name goes with --note")
-    if as_note:
+    """The size and Merkle root of the ledger, what proofs are checked against: a C2SP
+    signed note (tlog-checkpoint), signed by the runner key or --sign-key."""
+    if as_note or not as_json:
         _note_checkpoint(ctx, size, sign_key, as_json, output, log_name)
         return
+    if log_name is not None:
+        raise UsageError("--log-name goes with the C2SP checkpoint, not --json")
+    _json_checkpoint(ctx, size, sign_key, output)
+
+
+def _json_checkpoint(
+    ctx: click.Context, size: int | None, sign_key: Path | None, output: Path | None
+) -> None:
+    """The older promote-checkpoint/v1 document: on stdout, and in `output`."""
+    from promote.ledger.proofs import ledger_checkpoint, load_private_key
+
     key = load_private_key(sign_key) if sign_key else None  # a bad key fails before the work
     with opened(ctx) as (_, backend):
         cp = ledger_checkpoint(backend, size)
@@ -71,15 +80,7 @@ def checkpoint_cmd(
         cp = cp.sign(key)
     if output is not None:
         write_output(output, pretty(cp.to_dict()))
-    if as_json:
-        emit_json(cp.to_dict())
-        return
-    click.echo(f"size {cp.size}")
-    click.echo(f"root {cp.root.hex()}")
-    if key is not None:
-        click.echo(f"signed by {key_id(key.public_key())}")
-    if output is not None:
-        click.echo(f"wrote {output}")
+    emit_json(cp.to_dict())
 
 
 def _note_checkpoint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ def four(tmp_path_factory: pytest.TempPathFactory) -> Flow:
     flow = Flow.init(tmp_path_factory.mktemp("four") / "ws")
     release(flow, "v1")
     release(flow, "v2")
-    flow.ok("promote", "ledger", "checkpoint", "-o", "saved-at-2.json")
+    flow.ok("promote", "ledger", "checkpoint", "--json", "-o", "saved-at-2.json")
     release(flow, "v3")
     release(flow, "v4")
     return flow
@@ -42,9 +43,16 @@ def verify(auditor: Path, *args: str | os.PathLike[str]) -> subprocess.Completed
 
 
 def test_checkpoint_output(four: Flow) -> None:
-    text = four.ok("promote", "ledger", "checkpoint").stdout.decode().splitlines()
+    """The default is the C2SP signed note by the runner key; --json the older JSON."""
+    note = four.ok("promote", "ledger", "checkpoint").stdout.decode()
     doc = json.loads(four.ok("promote", "ledger", "checkpoint", "--json").stdout)
-    assert text == ["size 4", f"root {doc['root']}"]
+    lines = note.split("\n")
+    assert lines[:2] == ["cas-promote.invalid/ledger/blake3", "4"]
+    assert base64.b64decode(lines[2]).hex() == doc["root"]
+    assert lines[3] == "" and lines[4].startswith("\u2014 cas-promote.invalid/ledger/blake3 ")
+    assert four.ok("promote", "ledger", "checkpoint", "--note").stdout.decode() == note
+    r = four.run("promote", "ledger", "checkpoint", "--json", "--log-name", "x.example/log")
+    assert r.returncode == 2 and b"--log-name goes with" in r.stdout
     assert doc["schema"] == "promote-checkpoint/v1" and doc["size"] == 4
     assert doc["signatures"] == []
     at2 = json.loads(four.ok("promote", "ledger", "checkpoint", "--size", "2", "--json").stdout)
@@ -57,7 +65,7 @@ def test_checkpoint_output(four: Flow) -> None:
 
 
 def test_inclusion_proof_verifies_offline(four: Flow, auditor: Path) -> None:
-    four.ok("promote", "ledger", "checkpoint", "-o", auditor / "cp.json")
+    four.ok("promote", "ledger", "checkpoint", "--json", "-o", auditor / "cp.json")
     four.ok(
         "promote", "ledger", "prove", "3", "-o", auditor / "p.json", "--entry-out", auditor / "e"
     )
@@ -77,7 +85,7 @@ def test_inclusion_proof_verifies_offline(four: Flow, auditor: Path) -> None:
 
 
 def test_every_entry_has_a_proof(four: Flow, auditor: Path) -> None:
-    four.ok("promote", "ledger", "checkpoint", "-o", auditor / "cp.json")
+    four.ok("promote", "ledger", "checkpoint", "--json", "-o", auditor / "cp.json")
     for seq in range(1, 5):
         four.ok("promote", "ledger", "prove", str(seq), "-o", auditor / f"p{seq}.json")
         entry = four.root / f"execution/ledger/entries/{seq:012d}.json"
@@ -86,7 +94,7 @@ def test_every_entry_has_a_proof(four: Flow, auditor: Path) -> None:
 
 
 def _proof_files(four: Flow, auditor: Path, seq: int = 2) -> None:
-    four.ok("promote", "ledger", "checkpoint", "-o", auditor / "cp.json")
+    four.ok("promote", "ledger", "checkpoint", "--json", "-o", auditor / "cp.json")
     four.ok(
         "promote",
         "ledger",
@@ -139,7 +147,7 @@ def test_rejects_a_checkpoint_of_another_size(four: Flow, auditor: Path) -> None
 
 
 def test_consistency_with_a_saved_checkpoint(four: Flow, auditor: Path) -> None:
-    four.ok("promote", "ledger", "checkpoint", "-o", auditor / "now.json")
+    four.ok("promote", "ledger", "checkpoint", "--json", "-o", auditor / "now.json")
     four.ok("promote", "ledger", "prove", "--consistency", "2", "-o", auditor / "c.json")
     proof = json.loads((auditor / "c.json").read_bytes())
     assert (proof["schema"], proof["old_size"], proof["new_size"]) == (
@@ -166,11 +174,11 @@ def test_rejects_a_forked_log(tmp_path: Path, auditor: Path) -> None:
     e = "execution/ledger/entries/000000000002.json"
     assert (honest.root / e).read_bytes() == (forked.root / e).read_bytes()
     release(honest, "v3")
-    honest.ok("promote", "ledger", "checkpoint", "-o", auditor / "seen-at-3.json")
+    honest.ok("promote", "ledger", "checkpoint", "--json", "-o", auditor / "seen-at-3.json")
     release(forked, "v3-evil")
     release(forked, "v4")
 
-    forked.ok("promote", "ledger", "checkpoint", "-o", auditor / "fork-now.json")
+    forked.ok("promote", "ledger", "checkpoint", "--json", "-o", auditor / "fork-now.json")
     forked.ok("promote", "ledger", "prove", "--consistency", "3", "-o", auditor / "c.json")
     r = verify(
         auditor, "c.json", "--old-checkpoint", "seen-at-3.json", "--checkpoint", "fork-now.json"
@@ -178,7 +186,9 @@ def test_rejects_a_forked_log(tmp_path: Path, auditor: Path) -> None:
     assert r.returncode == 3
     assert b"forked" in r.stderr
     # the shared prefix still checks out
-    honest.ok("promote", "ledger", "checkpoint", "--size", "2", "-o", auditor / "seen-at-2.json")
+    honest.ok(
+        "promote", "ledger", "checkpoint", "--size", "2", "--json", "-o", auditor / "seen-at-2.json"
+    )
     forked.ok("promote", "ledger", "prove", "--consistency", "2", "-o", auditor / "c2.json")
     r = verify(
         auditor, "c2.json", "--old-checkpoint", "seen-at-2.json", "--checkpoint", "fork-now.json"
@@ -197,9 +207,11 @@ def test_rejects_a_forked_log(tmp_path: Path, auditor: Path) -> None:
 def test_signed_checkpoints(four: Flow, auditor: Path) -> None:
     key, pub = write_keypair(auditor, "log")
     _, other_pub = write_keypair(auditor, "other")
-    r = four.ok("promote", "ledger", "checkpoint", "--sign-key", key, "-o", auditor / "cp.json")
-    assert "signed by blake3:" in r.stdout.decode()
+    r = four.ok(
+        "promote", "ledger", "checkpoint", "--sign-key", key, "--json", "-o", auditor / "cp.json"
+    )
     cp = json.loads((auditor / "cp.json").read_bytes())
+    assert json.loads(r.stdout) == cp
     assert [s["algorithm"] for s in cp["signatures"]] == ["ed25519"]
     four.ok(
         "promote", "ledger", "prove", "4", "-o", auditor / "p.json", "--entry-out", auditor / "e"
@@ -224,7 +236,7 @@ def test_signed_checkpoints(four: Flow, auditor: Path) -> None:
     assert r.returncode == 3
     assert b"does not verify" in r.stderr
     # an unsigned checkpoint when a key is required
-    four.ok("promote", "ledger", "checkpoint", "-o", auditor / "plain.json")
+    four.ok("promote", "ledger", "checkpoint", "--json", "-o", auditor / "plain.json")
     r = verify(auditor, "p.json", "--checkpoint", "plain.json", "--entry", "e", "--verify-key", pub)
     assert r.returncode == 3
 

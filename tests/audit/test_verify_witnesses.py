@@ -72,7 +72,7 @@ def witnessed(flow: Flow, tmp_path: Path) -> tuple[Path, Path, list[str]]:
     """The head's checkpoint cosigned by one witness, and by two; the witnesses' vkeys
     as files."""
     cp = tmp_path / "cp"
-    r = flow.ok("promote", "ledger", "checkpoint", "--note", "-o", str(cp))
+    r = flow.ok("promote", "ledger", "checkpoint", "-o", str(cp))
     assert cp.read_bytes().startswith(ORIGIN.encode() + b"\n2\n"), r.stdout
     keys = []
     src = cp
