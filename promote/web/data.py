@@ -408,6 +408,7 @@ class Reader:
         #: Verified signers by (entry digest, with the VSA): an entry never changes.
         self._signers: dict[tuple[str, bool], dict[str, Any]] = {}
         self._signers_lock = threading.Lock()
+        self._trust_cache: dict[str, Any] = {}
 
     @property
     def ledger(self) -> CommitBackend:
@@ -439,8 +440,11 @@ class Reader:
             hit = self._signers.get(key)
         if hit is not None:
             return hit
-        result = verify_entry(self.ledger, self.store, entry, vsa=vsa)
         with self._signers_lock:
+            trust_cache = dict(self._trust_cache)
+        result = verify_entry(self.ledger, self.store, entry, vsa=vsa, trust_cache=trust_cache)
+        with self._signers_lock:
+            self._trust_cache = trust_cache
             if len(self._signers) >= SIGNER_CACHE:
                 self._signers.pop(next(iter(self._signers)))
             self._signers[key] = result

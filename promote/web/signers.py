@@ -104,12 +104,30 @@ def _vsa(store: ObjectStore, entry: Entry, trust: TrustRoots, own: TrustRoots) -
     return out
 
 
+def _trust(store: ObjectStore, ref: ObjectRef, cache: dict[str, TrustRoots] | None) -> TrustRoots:
+    key = str(ref.digest)
+    if cache is not None and key in cache:
+        return cache[key]
+    trust = load_pinned_trust(store, ref)
+    if cache is not None:
+        if len(cache) >= 64:
+            cache.pop(next(iter(cache)))
+        cache[key] = trust
+    return trust
+
+
 def verify_entry(
-    ledger: CommitBackend, store: ObjectStore, entry: Entry, *, vsa: bool = True
+    ledger: CommitBackend,
+    store: ObjectStore,
+    entry: Entry,
+    *,
+    vsa: bool = True,
+    trust_cache: dict[str, TrustRoots] | None = None,
 ) -> dict[str, Any]:
     """The verified signers of `entry`: the trust roots used, the runner who signed
     it, each attestation (signers, roles met, predicate type) and, with `vsa`, the VSA.
-    A v1 entry (unsigned) gives `signed: False` and nothing verified."""
+    A v1 entry (unsigned) gives `signed: False` and nothing verified. `trust_cache`:
+    trust roots already loaded, by digest (they never change)."""
     out: dict[str, Any] = {
         "signed": entry.signed,
         "trust": None,
@@ -124,8 +142,8 @@ def verify_entry(
     assert ref is not None
     out["trust"] = ref.to_dict()
     try:
-        trust = load_pinned_trust(store, ref)
-        own = trust if ref == entry.trust else load_pinned_trust(store, entry.trust)
+        trust = _trust(store, ref, trust_cache)
+        own = trust if ref == entry.trust else _trust(store, entry.trust, trust_cache)
     except CasError as e:
         out["problem"] = f"trust roots {ref.digest}: {_line(e)}"
         return out
