@@ -463,6 +463,8 @@ ROUTES = [
     "/api/paths/release/app.txt",
     "/api/verify",
     "/api/search?q=release",
+    "/entries/2/receipt",
+    "/api/entries/2/receipt",
     "/entries/99",
     "/nowhere",
 ]
@@ -559,6 +561,7 @@ _TEXT = st.text(
         [
             "/entries/{}",
             "/api/entries/{}",
+            "/entries/{}/receipt",
             "/paths/{}",
             "/api/paths/{}",
             "/objects/{}",
