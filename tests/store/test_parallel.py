@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _children() -> set[int]:
-    """This process's live children (Linux), so that a test sees none is left over."""
+    """This process's live children (Linux)."""
     out: set[int] = set()
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
         try:
@@ -31,6 +31,22 @@ def _children() -> set[int]:
             continue
         out |= {int(p) for p in text.split()}
     return out
+
+
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _children_before() -> None:
+    """The children alive before each test: the session's servers (PostgreSQL,
+    SeaweedFS) are children of this process too, and are not a test's leftovers."""
+    global _BEFORE
+    _BEFORE = _children()
+
+
+def _left_over() -> set[int]:
+    """Children started during this test and still alive."""
+    return _children() - _BEFORE
 
 
 def _inputs(tmp_path: Path, n: int = 200) -> tuple[list[Path], list[bytes]]:
@@ -75,7 +91,7 @@ def test_parallel_put_many_matches_one_process(
     assert sizes == [len(c) for c in contents]  # progress: each source's bytes, in order
     assert store.fsck(jobs=1) == []
     assert list(store.tmp.iterdir()) == []
-    assert _children() == set()
+    assert _left_over() == set()
     # again: everything is stored, the objects are not rewritten
     inodes = {r.digest: os.stat(store.object_path(r.digest)).st_ino for r in refs}
     assert list(store.put_many(paths, jobs=jobs)) == refs
@@ -96,7 +112,7 @@ def test_parallel_put_many_commits_what_came_before_an_error(
     assert got == [hash_bytes(c) for c in contents]
     assert not store.has(hash_bytes(b"after the error").digest)
     assert list(store.tmp.iterdir()) == []  # what the workers staged beyond it is gone
-    assert _children() == set()
+    assert _left_over() == set()
 
 
 def test_parallel_put_many_closed_early_leaves_nothing(store: LocalStore, tmp_path: Path) -> None:
@@ -106,7 +122,7 @@ def test_parallel_put_many_closed_early_leaves_nothing(store: LocalStore, tmp_pa
     it.close()
     assert all(store.has(r.digest) for r in first)
     assert list(store.tmp.iterdir()) == []
-    assert _children() == set()
+    assert _left_over() == set()
     assert store.fsck() == []
 
 
@@ -131,9 +147,11 @@ def _damaged_store(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> list[s
     for ref in (small, big):
         path = store.object_path(ref.digest)
         os.chmod(path, 0o644)
-        with open(path, "r+b") as f:
+        with open(path, "r+b") as f:  # flip a byte: writing a fixed one may change nothing
             f.seek(50)
-            f.write(b"!")
+            old = f.read(1)
+            f.seek(50)
+            f.write(bytes([old[0] ^ 0xFF]))
         os.chmod(path, 0o444)
     os.chmod(store.object_path(loose.digest), 0o644)
     target = store.object_path(link.digest)
@@ -159,7 +177,7 @@ def test_parallel_fsck_reports_what_one_process_does(
     assert {p.kind for p in one} == {"mismatch", "permissions", "not-regular", "misplaced"}
     assert done[-1][0] == done[-1][1] > 0  # progress in bytes, ending at the total
     assert [d for d, _ in done] == sorted(d for d, _ in done)
-    assert _children() == set()
+    assert _left_over() == set()
 
 
 def test_fork_map_runs_every_task_and_raises_a_worker_error() -> None:
@@ -173,7 +191,7 @@ def test_fork_map_runs_every_task_and_raises_a_worker_error() -> None:
 
     with pytest.raises(UsageError, match="seventeen"):
         dict(fork_map(boom, list(range(50)), 3))
-    assert _children() == set()
+    assert _left_over() == set()
 
 
 def test_fork_map_notices_a_dead_worker() -> None:
@@ -184,7 +202,7 @@ def test_fork_map_notices_a_dead_worker() -> None:
 
     with pytest.raises(RuntimeError, match="worker"):
         dict(fork_map(die, list(range(20)), 2))
-    assert _children() == set()
+    assert _left_over() == set()
 
 
 def test_put_of_a_stored_small_file_writes_nothing(
