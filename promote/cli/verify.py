@@ -16,6 +16,7 @@ promote ledger verify-chain [DIR] [--store STORE] [--allow-unsigned] [--json]
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +85,19 @@ def _requirement(
     }
 
 
-@click.command()
-@_checkpoint
-@_witnesses
-@_witness_keys
-@_log_key
-@_allow_unsigned
-@_replay
-@_findings_json
-@click.pass_context
-def verify(
+def _ledger_checks(command: Callable[..., None]) -> Callable[..., None]:
+    """The options `verify` and `ledger verify` share."""
+    for option in reversed(
+        (_checkpoint, _witnesses, _witness_keys, _log_key, _allow_unsigned, _replay, _findings_json)
+    ):
+        command = option(command)
+    return click.pass_context(command)
+
+
+def _verify(
     ctx: click.Context,
+    what: str,
+    view: bool,
     checkpoint: Path | None,
     witnesses: int,
     witness_keys: tuple[str, ...],
@@ -103,8 +106,7 @@ def verify(
     replay: bool,
     as_json: bool,
 ) -> None:
-    """The CI gate: the ledger (every entry re-justified), the pointers, and a view
-    that matches them exactly. Clean, it moves .promote/checkpoint.json forward."""
+    """`verify_workspace` with the shared options; its findings reported as `what`."""
     from promote.verify import verify_workspace
 
     req = _requirement(checkpoint, witnesses, witness_keys, log_key)
@@ -112,52 +114,32 @@ def verify(
     problems = verify_workspace(
         ws,
         open_ledger(ws),
+        view=view,
         checkpoint=checkpoint,
         allow_unsigned=allow_unsigned,
         replay=replay,
         **req,
     )
-    report_problems(ctx, problems, as_json, "verify")
+    report_problems(ctx, problems, as_json, what)
+
+
+@click.command()
+@_ledger_checks
+def verify(ctx: click.Context, **options: Any) -> None:
+    """The CI gate: the ledger (every entry re-justified), the pointers, and a view
+    that matches them exactly. Clean, it moves .promote/checkpoint.json forward."""
+    _verify(ctx, "verify", True, **options)
 
 
 @click.command(name="verify")
-@_checkpoint
-@_witnesses
-@_witness_keys
-@_log_key
-@_allow_unsigned
-@_replay
-@_findings_json
-@click.pass_context
-def ledger_verify(
-    ctx: click.Context,
-    checkpoint: Path | None,
-    witnesses: int,
-    witness_keys: tuple[str, ...],
-    log_key: str | None,
-    allow_unsigned: bool,
-    replay: bool,
-    as_json: bool,
-) -> None:
+@_ledger_checks
+def ledger_verify(ctx: click.Context, **options: Any) -> None:
     """Re-hash the chain, replay it, check every object it references, and
     re-justify every entry: signed by a runner of the trust roots pinned before it,
     its changes exactly its capsule's targets, an allow decision on the input rebuilt
     from its evidence. Exit 3 naming each entry that fails, or a checkpoint the ledger
     does not extend."""
-    from promote.verify import verify_workspace
-
-    req = _requirement(checkpoint, witnesses, witness_keys, log_key)
-    ws = workspace(ctx)
-    problems = verify_workspace(
-        ws,
-        open_ledger(ws),
-        view=False,
-        checkpoint=checkpoint,
-        allow_unsigned=allow_unsigned,
-        replay=replay,
-        **req,
-    )
-    report_problems(ctx, problems, as_json, "ledger verify")
+    _verify(ctx, "ledger verify", False, **options)
 
 
 @click.command(name="verify-tree")
