@@ -215,3 +215,22 @@ class Flow:
                 elif p.is_file():
                     out[rel] = p.read_bytes()
         return out
+
+
+def tree_snapshot(base: Path) -> dict[str, tuple[int, bytes | str | None]]:
+    """Every entry under `base`, links not followed: its mode and its bytes (files) or
+    link text, to show that nothing under `base` changed."""
+    import stat
+
+    out: dict[str, tuple[int, bytes | str | None]] = {}
+    for dirpath, dirs, files in os.walk(base):
+        for name in dirs + files:
+            p = Path(dirpath, name)
+            st = os.lstat(p)
+            body: bytes | str | None = None
+            if stat.S_ISLNK(st.st_mode):
+                body = os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                body = p.read_bytes()
+            out[p.relative_to(base).as_posix()] = (st.st_mode, body)
+    return out

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import tree_snapshot
 from reliability.checker import check, count
 from reliability.scenario import Zygote, entries, prepare
 
@@ -29,22 +29,6 @@ def _promoted(root: Path, cli: Zygote) -> str:
     cap = prepare(root, {"release/a": b"true bytes"}, name="p1")
     assert cli("promote", cap, cwd=root).returncode == 0
     return os.readlink(root / ".promote/current").split("/")[-1]
-
-
-def _tree(base: Path) -> dict[str, tuple[int, bytes | str | None]]:
-    """Every entry under `base`: its mode and its bytes (files) or link text."""
-    out: dict[str, tuple[int, bytes | str | None]] = {}
-    for dirpath, dirs, files in os.walk(base):
-        for name in dirs + files:
-            p = Path(dirpath, name)
-            st = os.lstat(p)
-            body: bytes | str | None = None
-            if stat.S_ISLNK(st.st_mode):
-                body = os.readlink(p)
-            elif stat.S_ISREG(st.st_mode):
-                body = p.read_bytes()
-            out[p.relative_to(base).as_posix()] = (st.st_mode, body)
-    return out
 
 
 def _verify_names(root: Path, cli: Zygote, kind: str, location: str) -> None:
@@ -108,12 +92,12 @@ def test_generations_pointing_at_a_copy_beside_a_fake_store(
     count("tamper", "cases")
     _verify_names(root, cli, "view-link", ".promote/generations")
     shutil.rmtree(root / "real-generations", ignore_errors=True)
-    before = _tree(fake)
+    before = tree_snapshot(fake)
     assert cli("promote", "recover", cwd=root).returncode == 0
     assert (root / "release/a").read_bytes() == b"true bytes"
     aside = root / ".promote/quarantine/generations.0"
     assert aside.is_symlink()  # the planted link is evidence, moved aside, not followed
-    assert _tree(fake) == before
+    assert tree_snapshot(fake) == before
     check(root, cli, category="tamper")
 
 
@@ -150,13 +134,13 @@ def test_promote_dir_itself_a_link(make_ws, cli: Zygote, tmp_path: Path) -> None
     shutil.copytree(root / ".promote", outside, symlinks=True)
     shutil.rmtree(root / ".promote")
     (root / ".promote").symlink_to(outside)
-    before = _tree(outside)
+    before = tree_snapshot(outside)
     cap = prepare(root, {"release/b": b"b"}, name="p2")
     r = cli("promote", cap, cwd=root)
     count("tamper", "cases")
     assert r.returncode == 2 and b".promote" in r.stderr, r.stderr
     assert r.stderr.count(b"\n") == 1
-    assert _tree(outside) == before
+    assert tree_snapshot(outside) == before
     _verify_names(root, cli, "view-link", ".promote")
 
 
@@ -172,7 +156,7 @@ def test_planted_temp_links_are_never_followed(make_ws, cli: Zygote, tmp_path: P
     (victim / "sub").mkdir(parents=True)
     (victim / "sub/data").write_bytes(b"precious")
     os.chmod(victim / "sub", 0o751)
-    before = _tree(victim)
+    before = tree_snapshot(victim)
     cap = prepare(root, {"release/a": b"1"}, name="p1")
     dry = cli("promote", "run", cap, "--dry-run", "--json", cwd=root)
     assert dry.returncode == 0, dry.stdout
@@ -185,10 +169,10 @@ def test_planted_temp_links_are_never_followed(make_ws, cli: Zygote, tmp_path: P
     count("tamper", "cases")
     assert r.returncode == 0, r.stderr
     assert (root / "release/a").read_bytes() == b"1"
-    assert _tree(victim) == before
+    assert tree_snapshot(victim) == before
     gc = cli("cas", "gc", "--grace", "0", cwd=root)
     assert gc.returncode == 0, gc.stderr
-    assert _tree(victim) == before
+    assert tree_snapshot(victim) == before
     assert [p.name for p in gens.iterdir()] == [state]
     check(root, cli, category="tamper")
 
@@ -211,7 +195,7 @@ def test_planted_lock_links_are_refused(
     if target == "existing":
         victim.write_bytes(b"precious")
         os.chmod(victim, 0o600)
-    before = _tree(tmp_path)
+    before = tree_snapshot(tmp_path)
     path = root / LOCKS[lock]
     path.unlink(missing_ok=True)
     path.symlink_to(victim)
@@ -231,7 +215,7 @@ def test_planted_lock_links_are_refused(
         assert len(entries(root)) == 2
         rec = cli("promote", "recover", cwd=root)
         assert (rec.returncode, rec.stderr.decode()) == (3, f"promote: error: {refused}\n")
-    assert _tree(tmp_path) == before
+    assert tree_snapshot(tmp_path) == before
     path.unlink()
     assert cli("promote", "recover", cwd=root).returncode == 0
     again = cli("promote", cap, cwd=root)

@@ -11,11 +11,11 @@ once the swapping stops, `promote recover` leaves the checker clean.
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
+from helpers import tree_snapshot
 from reliability.checker import check, count
 from reliability.scenario import Zygote, prepare
 
@@ -44,21 +44,6 @@ print(swaps, flush=True)
 """
 
 
-def _snapshot(base: Path) -> dict[str, tuple[int, bytes | str | None]]:
-    out: dict[str, tuple[int, bytes | str | None]] = {}
-    for dirpath, dirs, files in os.walk(base):
-        for name in dirs + files:
-            p = Path(dirpath, name)
-            st = os.lstat(p)
-            body: bytes | str | None = None
-            if stat.S_ISLNK(st.st_mode):
-                body = os.readlink(p)
-            elif stat.S_ISREG(st.st_mode):
-                body = p.read_bytes()
-            out[p.relative_to(base).as_posix()] = (st.st_mode, body)
-    return out
-
-
 def _delete_capsule(root: Path, path: str, name: str) -> Path:
     ws = Workspace.load(root)
     check_ref: ObjectRef = ws.store.put_bytes(
@@ -82,7 +67,7 @@ def test_copy_view_with_directories_swapped_for_links(make_ws, cli: Zygote, tmp_
     (outside / "x").write_bytes(b"victim x")
     (outside / "sub/y").write_bytes(b"victim y")
     os.chmod(outside / "sub", 0o751)
-    before = _snapshot(tmp_path)
+    before = tree_snapshot(tmp_path)
     link = root / "release/.swap"
     link.symlink_to(outside)
     stop = tmp_path / "stop"
@@ -114,7 +99,7 @@ def test_copy_view_with_directories_swapped_for_links(make_ws, cli: Zygote, tmp_
     assert swaps > 0
     assert codes <= {0, 2, 4, 5}, codes  # done, or refused: never an internal error
     stop.unlink()
-    assert _snapshot(tmp_path) == before  # nothing outside the workspace changed
+    assert tree_snapshot(tmp_path) == before  # nothing outside the workspace changed
     assert (root / "release/sub").is_dir() and not (root / "release/sub").is_symlink()
     link.unlink()
     r = cli("promote", "recover", cwd=root)
