@@ -1,7 +1,11 @@
 """The one place that turns documents into bytes, and bytes into documents.
 
-Writing: RFC 8785 (JSON Canonicalization Scheme) via the `rfc8785` library, so the
-same document always gives the same bytes and hence the same digest.
+Writing: RFC 8785 (JSON Canonicalization Scheme), so the same document always gives
+the same bytes and hence the same digest. The `rfc8785` library is the reference; a
+document made only of dicts with plain keys, lists, strings, safe integers, booleans
+and null (every document promote writes) takes the C encoder of `json` instead, which
+gives the same bytes for it (ADR 15; `tests/test_canonical_fast.py` proves it with
+hypothesis against the library).
 
 Reading: strict. Non-UTF-8 bytes, duplicate keys, NaN/Infinity, documents over a size
 limit and nesting deeper than a depth limit are refused with one typed error.
@@ -10,21 +14,74 @@ limit and nesting deeper than a depth limit are refused with one typed error.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import rfc8785
 
 from promote.errors import InvalidDocument
 
-__all__ = ["MAX_DEPTH", "MAX_DOCUMENT", "canonical", "load_json", "pretty"]
+__all__ = ["MAX_DEPTH", "MAX_DOCUMENT", "canonical", "load_json", "parse_canonical", "pretty"]
 
 #: Capsules, CHECK reports and configs are small; anything bigger is hostile.
 MAX_DOCUMENT = 16 << 20
 MAX_DEPTH = 64
 
 
+#: The integers RFC 8785 (and the `rfc8785` library) writes: those an IEEE-754 double
+#: holds exactly. The library refuses the others; so does `canonical`.
+_INT_MAX = 2**53 - 1
+_fast_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+def _plain(doc: Any) -> bool:
+    """Whether `json`'s C encoder writes `doc` exactly as RFC 8785 does (ADR 15).
+
+    True for exact dicts whose keys hold no code point from U+D800 up (where UTF-16
+    order, RFC 8785's, and code point order, `sort_keys`', could differ), exact lists,
+    strings, integers within +-(2**53 - 1), booleans and None. Anything else (floats,
+    big integers, tuples, subclasses, other types) goes to the library, as does a
+    string `encode` refuses (a lone surrogate).
+    """
+    stack = [doc]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        x = pop()
+        t = type(x)
+        if t is str or x is None or t is bool:
+            continue
+        if t is int:
+            if not -_INT_MAX <= x <= _INT_MAX:
+                return False
+        elif t is dict:
+            for k in x:
+                if type(k) is not str or not (k.isascii() or max(k) < "\ud800"):
+                    return False
+            push(x.values())
+        elif t is list:
+            push(x)
+        else:
+            return False
+    return True
+
+
 def canonical(doc: Any) -> bytes:
-    """The RFC 8785 canonical bytes of `doc`."""
+    """The RFC 8785 canonical bytes of `doc`.
+
+    Raises:
+        rfc8785.CanonicalizationError (a ValueError): what RFC 8785 cannot write
+            (NaN, infinities, integers beyond 2**53 - 1, lone surrogates, non-string
+            keys, other types).
+    """
+    try:
+        text = _fast_dumps(doc)  # first: it refuses a cycle, which `_plain` would chase
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is not None and _plain(doc):
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: the library refuses it in its own words
     return bytes(rfc8785.dumps(doc))
 
 
@@ -46,24 +103,21 @@ def _no_constants(name: str) -> Any:
     raise InvalidDocument(f"{name} is not valid JSON")
 
 
+#: A string (to its closing quote, or to the end of an unterminated one: a backslash
+#: escapes the next character, whatever it is), or one bracket outside strings.
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|([][{}])', re.DOTALL)
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
 def _depth(text: str) -> int:
+    """The deepest nesting of brackets outside strings (any text, valid JSON or not):
+    the regular expression skips the strings in C, Python walks only the brackets."""
     depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
+    for b in _STRING_OR_BRACKET.findall(text):
+        if b:
+            depth += _STEP[b]
+            if depth > deepest:
+                deepest = depth
     return deepest
 
 
@@ -103,3 +157,26 @@ def _load_json(data: bytes, what: str, limit: int) -> Any:
         raise InvalidDocument(f"{what}: {e}") from None
     except (ValueError, RecursionError) as e:
         raise InvalidDocument(f"{what}: not valid JSON: {e}") from None
+
+
+def parse_canonical(data: bytes) -> dict[str, Any] | None:
+    """The JSON object `data` parses to when `data` is exactly `canonical` of it and
+    within the limits (`load_json` would return the same); None for anything else
+    (other bytes, or another value than an object), for which the caller takes
+    `load_json` and its own checks, and so its own error messages.
+
+    Bytes equal to `canonical(doc)` hold no duplicate key (a dict has none, so its
+    serialization has none) and no NaN or infinity (`canonical` refuses them), so
+    `json.loads` without the duplicate-key hook parses them to what `load_json` does;
+    the size and depth limits are checked first, as `load_json` checks them.
+    """
+    if len(data) > MAX_DOCUMENT:
+        return None
+    try:
+        text = data.decode("utf-8")
+        if _depth(text) > MAX_DEPTH:
+            return None
+        doc = json.loads(text)
+        return doc if type(doc) is dict and canonical(doc) == data else None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None

@@ -39,7 +39,7 @@ from cas.errors import CasError, IntegrityError
 from promote.attest.dsse import b64decode, pae
 from promote.attest.errors import InvalidEnvelope, Untrusted
 from promote.attest.keys import PrivateKey, key_id, sign, verify
-from promote.canonical import canonical, load_json
+from promote.canonical import canonical, load_json, parse_canonical
 from promote.errors import InvalidDocument
 from promote.model import Change, State
 
@@ -351,15 +351,18 @@ def parse_entry(data: bytes) -> Entry:
     Raises:
         IntegrityError: for anything that is not a well-formed canonical entry.
     """
-    try:
-        doc = load_json(data, "ledger entry")
-    except InvalidDocument as e:
-        raise IntegrityError(str(e)) from None
+    doc = parse_canonical(data)  # canonical bytes, the common case, parse fast
+    is_canonical = doc is not None
+    if doc is None:
+        try:
+            doc = load_json(data, "ledger entry")
+        except InvalidDocument as e:
+            raise IntegrityError(str(e)) from None
     schema = doc.get("schema") if isinstance(doc, dict) else None
     keys = {ENTRY_SCHEMA_V1: _KEYS_V1, ENTRY_SCHEMA: _KEYS_V2}.get(str(schema))
     if keys is None or set(doc) != keys:
         raise IntegrityError("ledger entry: not a promote-ledger-entry/v1 or /v2 document")
-    if canonical(doc) != data:
+    if not is_canonical:  # parse_canonical said no: load_json parsed it, so it is not
         raise IntegrityError("ledger entry: bytes are not canonical JSON")
     try:
         refs = [doc[k] for k in _REF_KEYS]
