@@ -98,8 +98,10 @@ def put_files(
     store = open_store(resolve_store_spec(store_spec))
     with Progress("put") as bar:
         out = Results(as_json, bar)
-        if isinstance(store, LocalStore) and len(inputs) > 1:
-            # One sync per batch, not two per file; each ref comes once it is durable.
+        if len(inputs) > 1:
+            # A local store syncs once per batch, not twice per file; S3 uploads several
+            # at once. Either way each ref comes, in input order, once it is durable.
+            local = isinstance(store, LocalStore)
             total = sum(_source_size(path) for path, _ in inputs) if bar.enabled else 0
             done = 0
 
@@ -112,7 +114,10 @@ def put_files(
 
             def on_error(i: int, e: CasError) -> None:
                 failed.add(i)
-                out.failed(i, inputs[i][1], e)
+                if local or isinstance(e, UsageError):
+                    out.failed(i, inputs[i][1], e)
+                # else the remote store failed: put_many raises it, to be printed once,
+                # after the refs of the puts that were in flight
 
             sources = [sys.stdin.buffer if path == "-" else path for path, _ in inputs]
             i = 0

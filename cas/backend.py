@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cas.digest import ALGORITHM, Digest, ObjectRef, _Frozen, hash_bytes, hasher
-from cas.errors import DigestMismatch, IntegrityError
+from cas.errors import CasError, DigestMismatch, IntegrityError, UsageError
 from cas.fsutil import open_source
 
 __all__ = ["CHUNK", "ObjectStore", "Problem", "verified_chunks"]
@@ -141,6 +141,41 @@ class ObjectStore(abc.ABC):
         fd, _ = open_source(path)
         with os.fdopen(fd, "rb", buffering=0) as f:
             return self.put(f)
+
+    def put_many(
+        self,
+        sources: Iterable[str | os.PathLike[str] | BinaryIO],
+        progress: Callable[[int], None] | None = None,
+        on_error: Callable[[int, CasError], None] | None = None,
+        jobs: int | None = None,
+    ) -> Iterator[ObjectRef]:
+        """Ingest many sources (paths, as `put_file`, or streams, as `put`), in order.
+
+        Each reference is yielded in input order, once its object is stored as `put`
+        stores it. `progress(n)` is told the size of each source once it is stored.
+        Backends do this faster, `jobs` at once; this default does one after another.
+
+        With `on_error`, a source that fails (missing, a directory, unreadable) is
+        passed to it with its index, and the others are still ingested.
+
+        Raises:
+            UsageError: without `on_error`, for a source that is missing, a directory
+                or unreadable, after every source before it has been stored and yielded.
+        """
+        for i, source in enumerate(sources):
+            try:
+                if isinstance(source, (str, os.PathLike)):
+                    ref = self.put_file(Path(source))
+                else:
+                    ref = self.put(source)
+            except UsageError as e:
+                if on_error is None:
+                    raise
+                on_error(i, e)
+                continue
+            if progress is not None:
+                progress(ref.size)
+            yield ref
 
     def read_bytes(self, digest: Digest, limit: int | None = None) -> bytes:
         """The whole object, verified. `limit` guards against huge objects.

@@ -39,16 +39,20 @@ unreachable endpoint or a failing server `S3StoreError` (exit 1).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import email.utils
 import io
 import os
 import re
+import stat
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
@@ -67,7 +71,8 @@ from cas.errors import (
     StoreNotFound,
     UsageError,
 )
-from cas.local import MARKER, MARKER_DATA
+from cas.fsutil import open_source
+from cas.local import MARKER, MARKER_DATA, _read_upto
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,6 +86,13 @@ MIN_PART = 5 * MiB
 MAX_PARTS = 10_000
 #: The largest object a single CopyObject may copy on AWS.
 COPY_LIMIT = 5 << 30
+#: Objects `put_many` uploads at once by default: as many requests as `aws s3 cp` has
+#: in flight (its `max_concurrent_requests`). Each upload holds up to
+#: `multipart_threshold` bytes, and the batch at most as many parts again.
+PUT_JOBS = 10
+#: The most `put_many` uploads at once: with as many parts of large objects in
+#: flight, the connections `make_client` keeps open.
+MAX_PUT_JOBS = 32
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _HEX2 = re.compile(r"[0-9a-f]{2}")
@@ -137,7 +149,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def make_client(max_pool_connections: int = 16) -> S3Client:
+def make_client(max_pool_connections: int = 64) -> S3Client:
     """An S3 client configured from the standard AWS environment and config files.
 
     Unless the environment sets its own retry policy, a dead endpoint fails after a
@@ -171,25 +183,6 @@ def _status(e: botocore.exceptions.ClientError) -> int:
 
 def _precondition_failed(e: botocore.exceptions.ClientError) -> bool:
     return _code(e) == "PreconditionFailed" or _status(e) == 412
-
-
-def _read_full(source: BinaryIO, n: int) -> bytes:
-    """Up to `n` bytes of `source`: fewer only at its end."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        try:
-            k = source.readinto(view[got:])  # type: ignore[attr-defined]
-        except OSError as e:
-            raise UsageError(f"cannot read the source: {e.strerror or e}") from None
-        if not k:
-            break
-        got += k
-    del view
-    if got < n:
-        del buf[got:]
-    return bytes(buf)
 
 
 class S3Store(ObjectStore):
@@ -366,7 +359,105 @@ class S3Store(ObjectStore):
         return self.put(io.BytesIO(data))
 
     def put(self, source: BinaryIO) -> ObjectRef:
-        head = _read_full(source, self.multipart_threshold + 1)
+        return self._put(source, CHUNK)
+
+    def put_file(self, path: Path) -> ObjectRef:
+        return self._put_file(path)
+
+    def put_many(
+        self,
+        sources: Iterable[str | os.PathLike[str] | BinaryIO],
+        progress: Callable[[int], None] | None = None,
+        on_error: Callable[[int, CasError], None] | None = None,
+        jobs: int | None = None,
+    ) -> Iterator[ObjectRef]:
+        """See `ObjectStore.put_many`: `jobs` objects (default `PUT_JOBS`, at most
+        `MAX_PUT_JOBS`) are uploaded at once, each exactly as `put` uploads it; the
+        references still come in input order, each once its object is stored. Paths
+        are read by the uploading threads; a stream (stdin) is read and uploaded here,
+        in its turn, so that two of them never share a read. The parts of large objects
+        count against the same bound: at most `jobs` parts are in flight in the batch.
+
+        A failure of the store (any error but a `UsageError`) ends the batch: no source
+        is started after it, those in flight finish, and it is raised once they are
+        settled. With `on_error`, it is passed there first, for its source and for each
+        source that will now not be started before the last one settled, so that the
+        index of every reference yielded stays known; references of sources after it
+        that were stored meanwhile are still yielded, so that every stored source is
+        reported. Without `on_error`, the first failure of any kind ends the batch, and
+        only the references before it are yielded.
+        """
+        jobs = max(1, min(jobs or PUT_JOBS, MAX_PUT_JOBS))
+        slots = threading.BoundedSemaphore(jobs)
+        window: collections.deque[tuple[int, concurrent.futures.Future[ObjectRef]]]
+        window = collections.deque()
+        failure: CasError | None = None
+        pool = concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="cas-put")
+
+        def settle() -> ObjectRef | None:
+            """The reference of the oldest source in flight, or None when it failed."""
+            nonlocal failure
+            i, future = window.popleft()
+            try:
+                ref = future.result() if not future.cancelled() else None
+            except CasError as e:
+                if failure is None and (on_error is None or not isinstance(e, UsageError)):
+                    failure = e
+                    for _, waiting in window:
+                        waiting.cancel()  # a cancelled source is not started
+                if on_error is not None:
+                    on_error(i, e)
+                return None
+            if ref is None:  # cancelled after the failure
+                if on_error is not None and failure is not None:
+                    on_error(i, failure)
+                return None
+            if failure is not None and on_error is None:
+                return None
+            if progress is not None:
+                progress(ref.size)
+            return ref
+
+        try:
+            for i, source in enumerate(sources):
+                if failure is not None:
+                    break
+                if isinstance(source, (str, os.PathLike)):
+                    future = pool.submit(self._put_file, source, slots)
+                else:
+                    future = concurrent.futures.Future()
+                    try:
+                        future.set_result(self._put(source, CHUNK, slots))
+                    except CasError as e:
+                        future.set_exception(e)
+                window.append((i, future))
+                # Keep every thread busy; hand out each reference as soon as its turn comes.
+                while window and (len(window) > 2 * jobs or window[0][1].done()):
+                    if (ref := settle()) is not None:
+                        yield ref
+            while window:
+                if (ref := settle()) is not None:
+                    yield ref
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if failure is not None:
+            raise failure
+
+    def _put_file(
+        self, path: str | os.PathLike[str], slots: threading.Semaphore | None = None
+    ) -> ObjectRef:
+        """`put_file`; see `_put` for `slots`."""
+        fd, st = open_source(path)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            # A regular file's size is known: read it in one call, into a buffer its size.
+            return self._put(f, st.st_size + 1 if stat.S_ISREG(st.st_mode) else CHUNK, slots)
+
+    def _put(
+        self, source: BinaryIO, hint: int, slots: threading.Semaphore | None = None
+    ) -> ObjectRef:
+        """`put`, asking the source first for `hint` bytes; a multipart upload takes one
+        of `slots` (when given) for each part it has in flight."""
+        head = _read_upto(source, self.multipart_threshold + 1, hint)
         if len(head) <= self.multipart_threshold:
             h = hasher()
             h.update(head)
@@ -376,7 +467,7 @@ class S3Store(ObjectStore):
             return ref
         temp = self._key(f"tmp/put-{uuid.uuid4().hex}")
         try:
-            ref = self._upload_parts(temp, head, source)
+            ref = self._upload_parts(temp, head, source, slots)
             crashpoint("put.temp-written")
             self._place(temp, ref)
             crashpoint("put.renamed")
@@ -407,8 +498,11 @@ class S3Store(ObjectStore):
                 return None
             raise
 
-    def _upload_parts(self, temp: str, head: bytes, source: BinaryIO) -> ObjectRef:
-        """Multipart-upload `head` then the rest of `source` to `temp`, hashing it all."""
+    def _upload_parts(
+        self, temp: str, head: bytes, source: BinaryIO, slots: threading.Semaphore | None
+    ) -> ObjectRef:
+        """Multipart-upload `head` then the rest of `source` to `temp`, hashing it all;
+        each part in flight holds one of `slots`, when given."""
         h = hasher()
         size = 0
         with self._errors("start a multipart upload"):
@@ -422,15 +516,20 @@ class S3Store(ObjectStore):
             number = 1
             block = head
             if len(block) < self.part_size:
-                block += _read_full(source, self.part_size - len(block))
+                block += _read_upto(source, self.part_size - len(block), self.part_size)
             while block:
                 h.update(block)
                 size += len(block)
                 if len(pending) >= self.max_concurrency:
                     parts.append(pending.pop(0).result())
+                if slots is not None:
+                    slots.acquire()
                 pending.append(pool.submit(self._upload_part, temp, upload_id, number, block))
+                if slots is not None:  # also when cancelled: a slot is never lost
+                    pending[-1].add_done_callback(lambda _: slots.release())
                 number += 1
-                block = _read_full(source, self.part_size << ((number - 1) // 1000))
+                size_of_part = self.part_size << ((number - 1) // 1000)
+                block = _read_upto(source, size_of_part, size_of_part)
                 if block and number > MAX_PARTS:
                     raise UsageError(f"the source is too large for one upload ({size}+ bytes)")
             parts.extend(f.result() for f in pending)
