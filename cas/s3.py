@@ -25,6 +25,10 @@ so a partial object never appears under a name. A 412 (PreconditionFailed) means
 object is already there: dedup, which is success. Only if the existing object has a
 different size (it was damaged) is it overwritten with the bytes just verified.
 
+`put_many` runs `jobs` such puts at once, in threads (they wait on the network, and a
+boto3 client is thread-safe), and hands out their references in input order, each
+once its request has returned. It changes nothing in how one object is written.
+
 A crash leaves at most an unfinished multipart upload or a temp key. S3 has no lock a
 dead writer releases, so fsck calls one stray when it is older than `temp_grace`
 (measured against the server's clock). Reads stream `GetObject` and are verified by
@@ -378,14 +382,13 @@ class S3Store(ObjectStore):
         in its turn, so that two of them never share a read. The parts of large objects
         count against the same bound: at most `jobs` parts are in flight in the batch.
 
-        A failure of the store (any error but a `UsageError`) ends the batch: no source
-        is started after it, those in flight finish, and it is raised once they are
-        settled. With `on_error`, it is passed there first, for its source and for each
-        source that will now not be started before the last one settled, so that the
-        index of every reference yielded stays known; references of sources after it
-        that were stored meanwhile are still yielded, so that every stored source is
-        reported. Without `on_error`, the first failure of any kind ends the batch, and
-        only the references before it are yielded.
+        A failure of the store (any error but a `UsageError`) ends the batch: no further
+        source is started, those in flight finish, then it is raised. With `on_error`, it
+        is first passed there with the index of its source and of each source it kept
+        from starting, so that every reference yielded keeps its index, and the sources
+        after it whose uploads finished are still yielded: what is reported is exactly
+        what was stored. Without `on_error`, any failure ends the batch so, and only the
+        references before it are yielded.
         """
         jobs = max(1, min(jobs or PUT_JOBS, MAX_PUT_JOBS))
         slots = threading.BoundedSemaphore(jobs)
