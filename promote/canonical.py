@@ -105,7 +105,7 @@ def _no_constants(name: str) -> Any:
 
 #: A string (to its closing quote, or to the end of an unterminated one: a backslash
 #: escapes the next character, whatever it is), or one bracket outside strings.
-_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|([][{}])', re.DOTALL)
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|([][{}])', re.DOTALL)
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
@@ -119,6 +119,12 @@ def _depth(text: str) -> int:
             if depth > deepest:
                 deepest = depth
     return deepest
+
+
+def _too_deep(text: str) -> bool:
+    """Whether `text` nests deeper than MAX_DEPTH (as `_depth` counts): never when it
+    holds no more opening brackets than that, anywhere (counted in C)."""
+    return text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH
 
 
 def load_json(
@@ -149,7 +155,7 @@ def _load_json(data: bytes, what: str, limit: int) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InvalidDocument(f"{what}: not UTF-8 (byte {e.start})") from None
-    if _depth(text) > MAX_DEPTH:
+    if _too_deep(text):
         raise InvalidDocument(f"{what}: nested deeper than {MAX_DEPTH}")
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
@@ -174,7 +180,7 @@ def parse_canonical(data: bytes) -> dict[str, Any] | None:
         return None
     try:
         text = data.decode("utf-8")
-        if _depth(text) > MAX_DEPTH:
+        if _too_deep(text):
             return None
         doc = json.loads(text)
         return doc if type(doc) is dict and canonical(doc) == data else None

@@ -44,7 +44,7 @@ from typing import Any
 import attrs
 
 from cas.backend import ObjectStore, Problem
-from cas.digest import ObjectRef, hash_bytes
+from cas.digest import Digest, ObjectRef, hash_bytes
 from cas.errors import CasError, IntegrityError, ObjectMissing
 from promote.attest.trust import TrustRoots, load_trust
 from promote.canonical import canonical, load_json
@@ -53,7 +53,7 @@ from promote.ledger.backend import CommitBackend
 from promote.ledger.entry import EMPTY_STATE, Entry, Head, entry_signature_ok, parse_entry
 from promote.model import Capsule, Change, State
 
-__all__ = ["Unjustified", "Unsigned", "justify_ledger", "require_justified"]
+__all__ = ["Unjustified", "Unsigned", "justify_ledger", "pins_after", "require_justified"]
 
 #: The largest capsule, decision, input or trust document read back.
 MAX_DOC = 16 << 20
@@ -74,12 +74,30 @@ class _Pins:
     trust: TrustRoots | None = None
 
 
+class _Memo:
+    """What one run reads again and again, kept by the digest of the verified bytes it
+    was made from (and, for evidence, the trust roots' too): the same bytes give the
+    same parse and the same verdict, so nothing weaker than the bytes is a key. Only
+    successes are kept; a failure is met again, and reported again, every time."""
+
+    def __init__(self) -> None:
+        self.trust: dict[ObjectRef, TrustRoots] = {}
+        self.capsules: dict[ObjectRef, tuple[Capsule, Any]] = {}
+        self.evidence: dict[tuple[ObjectRef, ObjectRef | None], list[Any]] = {}
+        self.sha256: dict[Digest, str] = {}  # by the BLAKE3 digest of the bytes
+
+
 def _read(store: ObjectStore, ref: ObjectRef, what: str) -> bytes:
+    """The object's bytes, verified against its digest, and of its size."""
     try:
         if ref.size > MAX_DOC:
             raise Unjustified(f"{what} {ref.digest}: {ref.size} bytes, more than {MAX_DOC}")
-        store.verify(ref)
-        return store.read_bytes(ref.digest, limit=MAX_DOC)
+        data = store.read_bytes(ref.digest, limit=MAX_DOC)  # re-hashed as it is read
+        if len(data) != ref.size:
+            raise IntegrityError(
+                f"object {ref.digest} has {len(data)} bytes, but {ref.size} were promised"
+            )
+        return data
     except ObjectMissing:
         raise Unjustified(f"{what} {ref.digest} is not in the store") from None
     except IntegrityError as e:
@@ -94,12 +112,17 @@ def _json(store: ObjectStore, ref: ObjectRef, what: str) -> tuple[bytes, Any]:
         raise Unjustified(f"{what} {ref.digest}: {e}") from None
 
 
-def _trust(store: ObjectStore, ref: ObjectRef) -> TrustRoots:
+def _trust(store: ObjectStore, ref: ObjectRef, memo: _Memo | None = None) -> TrustRoots:
+    if memo is not None and ref in memo.trust:
+        return memo.trust[ref]
     data = _read(store, ref, "the pinned trust roots")
     try:
-        return load_trust(data, f"the pinned trust roots {ref.digest}")
+        trust = load_trust(data, f"the pinned trust roots {ref.digest}")
     except CasError as e:
         raise Unjustified(str(e)) from None
+    if memo is not None:
+        memo.trust[ref] = trust
+    return trust
 
 
 def _decision(store: ObjectStore, ref: ObjectRef) -> tuple[bytes, Mapping[str, Any]]:
@@ -221,7 +244,11 @@ def _replay(
 
 
 def check_entry_vsa(
-    store: ObjectStore, entry: Entry, trust: TrustRoots, own_trust: TrustRoots
+    store: ObjectStore,
+    entry: Entry,
+    trust: TrustRoots,
+    own_trust: TrustRoots,
+    memo: _Memo | None = None,
 ) -> None:
     """The VSA the entry names (`promote.vsa`): signed by the key that signed the entry
     (a runner of `trust`, the roots pinned before it), by the runner `own_trust` (the
@@ -251,12 +278,16 @@ def check_entry_vsa(
     runner = own_trust.signer_of(kid).id if kid in own_trust.keys else None
 
     def sha256(r: ObjectRef) -> str:
+        if memo is not None and r.digest in memo.sha256:
+            return memo.sha256[r.digest]
         h = hashlib.sha256()
         try:
             for chunk in store.open(r.digest):  # verified against the BLAKE3 name
                 h.update(chunk)
         except CasError as e:
             raise Unjustified(f"VSA: object {r.digest}: {e}") from None
+        if memo is not None:
+            memo.sha256[r.digest] = h.hexdigest()
         return h.hexdigest()
 
     try:
@@ -274,6 +305,7 @@ def _justify_v2(
     *,
     replay: bool,
     engine_config: Mapping[str, Any],
+    memo: _Memo,
 ) -> _Pins:
     """Check one v2 entry; return the pins it leaves. Raises Unjustified."""
     from promote.evidence import read_evidence
@@ -281,19 +313,24 @@ def _justify_v2(
     from promote.paths import check_allowed
 
     assert entry.trust is not None
-    own_trust = _trust(store, entry.trust)
+    own_trust = _trust(store, entry.trust, memo)
     trust = pinned.trust if pinned.trust is not None else own_trust
+    trust_ref = pinned.trust_ref if pinned.trust is not None else entry.trust
     try:
         entry_signature_ok(entry, trust)
     except CasError as e:
         raise Unjustified(str(e).removeprefix(f"ledger entry {entry.seq}: ")) from None
-    check_entry_vsa(store, entry, trust, own_trust)
+    check_entry_vsa(store, entry, trust, own_trust, memo)
     capsule_ref = ObjectRef.from_dict(entry.doc["capsule"])
-    capsule_bytes = _read(store, capsule_ref, "capsule")
-    try:
-        capsule, capsule_doc = load_capsule(capsule_bytes)
-    except CasError as e:
-        raise Unjustified(f"capsule {capsule_ref.digest}: {e}") from None
+    if capsule_ref in memo.capsules:
+        capsule, capsule_doc = memo.capsules[capsule_ref]
+    else:
+        capsule_bytes = _read(store, capsule_ref, "capsule")
+        try:
+            capsule, capsule_doc = load_capsule(capsule_bytes)
+        except CasError as e:
+            raise Unjustified(f"capsule {capsule_ref.digest}: {e}") from None
+        memo.capsules[capsule_ref] = capsule, capsule_doc
     want = sorted(
         (Change(t.path, state.get(t.path), t.ref) for t in capsule.targets), key=lambda c: c.path
     )
@@ -319,10 +356,13 @@ def _justify_v2(
         pinned.trust_ref is not None and entry.trust != pinned.trust_ref
     ):
         raise Unjustified("a release entry that changes the pinned policy or trust roots")
-    try:
-        attestations = read_evidence(store, capsule, trust)
-    except CasError as e:
-        raise Unjustified(f"evidence: {e}") from None
+    attestations = memo.evidence.get((capsule_ref, trust_ref))
+    if attestations is None:  # the same capsule and trust roots: the same evidence
+        try:
+            attestations = read_evidence(store, capsule, trust)
+        except CasError as e:
+            raise Unjustified(f"evidence: {e}") from None
+        memo.evidence[capsule_ref, trust_ref] = attestations
     if [a.ref for a in attestations] != entry.evidence:
         raise Unjustified("its evidence is not the attestations its capsule names")
     covered = _covered(attestations)
@@ -371,21 +411,34 @@ def _justify_v1(store: ObjectStore, entry: Entry, state: State) -> None:
     _decision(store, ObjectRef.from_dict(entry.doc["decision"]))
 
 
-def _recorded_pins(store: ObjectStore, entry: Entry, pinned: _Pins) -> _Pins:
+def _recorded_pins(store: ObjectStore, entry: Entry, pinned: _Pins, memo: _Memo) -> _Pins:
     """The pins an entry that failed records: later entries are checked against what
     the chain says was in force (the failure itself is already reported)."""
     policy = ObjectRef.from_dict(entry.doc["policy"])
     if entry.trust is None or entry.trust == pinned.trust_ref:
         return attrs.evolve(pinned, policy=policy)
     try:
-        return _Pins(policy, entry.trust, _trust(store, entry.trust))
+        return _Pins(policy, entry.trust, _trust(store, entry.trust, memo))
     except Unjustified:
         return attrs.evolve(pinned, policy=policy)
 
 
-def _entries(ledger: CommitBackend) -> Iterator[tuple[int, Entry | IntegrityError]]:
+def pins_after(store: ObjectStore, entry: Entry) -> _Pins:
+    """The pins a signed entry leaves in force: its policy, and its trust roots as
+    the next entry is checked against them.
+
+    Raises:
+        Unjustified: a v1 entry (it pins no trust roots: what is in force after it
+            depends on the entries before it), or trust roots that cannot be read.
+    """
+    if entry.trust is None:
+        raise Unjustified(f"ledger entry {entry.seq} is unsigned (v1): it pins no trust roots")
+    return _Pins(ObjectRef.from_dict(entry.doc["policy"]), entry.trust, _trust(store, entry.trust))
+
+
+def _entries(ledger: CommitBackend, start: int = 1) -> Iterator[tuple[int, Entry | IntegrityError]]:
     head = ledger.head()
-    for seq in range(1, head.seq + 1):
+    for seq in range(start, head.seq + 1):
         try:
             yield seq, parse_entry(ledger.read(seq))
         except IntegrityError as e:
@@ -400,21 +453,31 @@ def justify_ledger(
     replay: bool = False,
     engine_config: Mapping[str, Any] | None = None,
     upto: int | None = None,
+    since: tuple[Entry, State] | None = None,
 ) -> list[Problem]:
     """Re-justify every entry (the first `upto` when given): one problem per entry
     that fails, `unsigned` for a v1 entry (unless `allow_unsigned`), else
     `unjustified`, naming the first check it fails.
 
+    With `since`, a trusted entry (the workspace checkpoint's last, `promote.rollback.
+    checkpoint_entry`) and the state it left, only the entries after it, with the pins
+    it records in force (`pins_after`).
+
     Stops at a malformed entry or a broken chain (`verify_ledger` reports those).
 
     Raises:
         EngineTimeout, DatabaseError: what reading or replaying could not finish.
+        Unjustified: `since` is an entry whose pins cannot be read (`pins_after`).
     """
     problems: list[Problem] = []
+    memo = _Memo()
     pinned = _Pins()
     state = EMPTY_STATE
     head = Head.genesis()
-    for seq, entry in _entries(ledger):
+    if since is not None:
+        pinned = pins_after(store, since[0])
+        head, state = since[0].head(), since[1]
+    for seq, entry in _entries(ledger, head.seq + 1):
         if upto is not None and seq > upto:
             break
         if isinstance(entry, IntegrityError) or entry.doc["prev"] != (
@@ -441,12 +504,13 @@ def justify_ledger(
                     pinned,
                     replay=replay,
                     engine_config=engine_config or {},
+                    memo=memo,
                 )
         except Unsigned as e:
             problems.append(Problem("unsigned", where, str(e)))
         except (Unjustified, IntegrityError, LinkageError) as e:
             problems.append(Problem("unjustified", where, str(e)))
-            pinned = _recorded_pins(store, entry, pinned)
+            pinned = _recorded_pins(store, entry, pinned, memo)
         state = state.apply(entry.changes)
         head = entry.head()
     return problems

@@ -16,15 +16,20 @@ why a copy kept outside is the real defence, and why a checkpoint file that exis
 does not parse is an error rather than a fresh start.
 
 Next to it, `.promote/checkpoint-frontier.json` keeps what moving it forward needs
-without reading the whole ledger again: the hash of the checkpoint's last entry and
-the roots of the perfect subtrees of its tree (at most 64). `advance` uses it only
-when it rebuilds the checkpoint's root exactly; then it reads the checkpoint's last
-entry (which must hash to the recorded digest: a hash chain's last entry commits to
-every entry before it) and the entries after it, each linking to the one before. So a
-promotion checks and moves the checkpoint reading only the entries added since, and
-anything else (no frontier, one that does not match, a chain that does not link) takes
-the full consistency proof. The frontier is a cache, never a trust root: it is
-believed only as far as it reproduces the checkpoint.
+without reading the whole ledger again: the roots of the perfect subtrees of its tree
+(at most 64), the hash of the checkpoint's last entry, and the spine that binds that
+hash to them (its leaf's left siblings up to the last subtree's root; without it the
+hash was a bare claim, and a frontier naming a forged last entry passed: ADR 15).
+`advance` uses it only when it rebuilds the checkpoint's root exactly and binds the
+last entry's hash; then it reads the checkpoint's last entry (which must hash to the
+recorded digest: a hash chain's last entry commits to every entry before it) and the
+entries after it, each linking to the one before. So a promotion checks and moves the
+checkpoint reading only the entries added since, and anything else (no frontier, one
+that does not match, a chain that does not link) takes the full path: the root of the
+ledger's first `size` entries, compared with the checkpoint's. The frontier is a
+cache, never a trust root: it is believed only as far as it reproduces the checkpoint.
+`promote ledger verify --since-checkpoint` starts from the same place
+(`checkpoint_entry`).
 
 The gate checks the same before it commits (`refuse_rollback_at`, on the head its
 promotion builds on, by the same two paths, writing nothing): a promotion on a ledger
@@ -48,19 +53,18 @@ from promote.canonical import canonical, load_json
 from promote.errors import InvalidDocument
 from promote.ledger.backend import CommitBackend
 from promote.ledger.entry import ENTRY_SCHEMAS, Head
-from promote.ledger.merkle import NODE_PREFIX, ProofError
+from promote.ledger.merkle import NODE_PREFIX
 from promote.ledger.proofs import (
     TREE,
     Checkpoint,
     ledger_checkpoint,
     load_checkpoint,
-    prove_consistency,
-    verify_consistency_proof,
 )
 
 __all__ = [
     "CHECKPOINT_FILE",
     "advance",
+    "checkpoint_entry",
     "check_checkpoint",
     "read_checkpoint",
     "refuse_rollback",
@@ -72,7 +76,7 @@ __all__ = [
 CHECKPOINT_FILE = ".promote/checkpoint.json"
 #: The cache that moves it forward cheaply (module docstring).
 FRONTIER_FILE = ".promote/checkpoint-frontier.json"
-FRONTIER_SCHEMA = "promote-checkpoint-frontier/v1"
+FRONTIER_SCHEMA = "promote-checkpoint-frontier/v2"
 #: A checkpoint is a hundred bytes (plus signatures); anything this big is not one.
 MAX_CHECKPOINT = 1 << 20
 
@@ -124,21 +128,24 @@ def check_checkpoint(
                 " saw: entries were dropped (truncation or rollback)",
             )
         ]
+    # The ledger today is consistent with `cp` exactly when its first `cp.size` entries
+    # have `cp.root` as their Merkle root: both trees are of this ledger, so the RFC 6962
+    # consistency proof from `cp.size` to `size` holds exactly then. Computing that root
+    # reads `cp.size` entries once (the proof read all `size` twice).
     try:
-        new = ledger_checkpoint(ledger, size)
-        proof = prove_consistency(ledger, cp.size, size)
-        verify_consistency_proof(proof, cp, new)
-    except ProofError as e:
+        prefix = ledger_checkpoint(ledger, cp.size)
+    except IntegrityError:
+        return []  # a broken chain: the ledger checks report it
+    if prefix.root != cp.root:
         return [
             Problem(
                 "rollback",
                 name,
                 f"the ledger's first {cp.size} entries are not the ones this checkpoint saw"
-                f" (the chain was rewritten): {e}",
+                f" (the chain was rewritten): their root is {prefix.root.hex()},"
+                f" not {cp.root.hex()}",
             )
         ]
-    except IntegrityError:
-        return []  # a broken chain: the ledger checks report it
     return []
 
 
@@ -186,11 +193,28 @@ def _locked(root: Path) -> Iterator[None]:
 @attrs.frozen
 class _Frontier:
     """The tree of the first `size` entries, as far as appending to it needs: the
-    roots of its perfect subtrees, largest first, and the digest of entry `size`."""
+    roots of its perfect subtrees, largest first, and the digest of entry `size`, with
+    the `spine` that binds it to them: the left siblings on the path from its leaf up
+    to the root of the last subtree, lowest first. Without the spine, `last` would be
+    a claim the root does not check (ADR 15): a frontier naming a forged last entry
+    would rebuild the checkpoint's root all the same."""
 
     size: int
     stack: tuple[bytes, ...]
     last: bytes | None  # blake3 of entry `size` (None for size 0)
+    spine: tuple[bytes, ...] = ()
+
+    def binds_last(self) -> bool:
+        """Whether entry `size`'s leaf, folded with the spine, is the last subtree's
+        root (and the spine is as long as that subtree is high)."""
+        if self.last is None or not self.stack:
+            return self.size == 0 and not self.stack and not self.spine
+        if len(self.spine) != (self.size & -self.size).bit_length() - 1:
+            return False
+        node = TREE.leaf(self.last)
+        for left in self.spine:
+            node = TREE.node(left, node)
+        return node == self.stack[-1]
 
     def root(self) -> bytes:
         if not self.stack:
@@ -206,6 +230,7 @@ class _Frontier:
             "size": self.size,
             "stack": [h.hex() for h in self.stack],
             "last": self.last.hex() if self.last is not None else None,
+            "spine": [h.hex() for h in self.spine],
         }
 
 
@@ -224,13 +249,17 @@ def _read_frontier(root: Path) -> _Frontier | None:
         doc = load_json(data, "checkpoint frontier")
         if not isinstance(doc, dict) or doc.get("schema") != FRONTIER_SCHEMA:
             return None
-        size, stack, last = doc["size"], doc["stack"], doc["last"]
+        size, stack, last, spine = doc["size"], doc["stack"], doc["last"], doc["spine"]
         if not isinstance(size, int) or size < 1 or not isinstance(stack, list):
             return None
-        hashes = tuple(bytes.fromhex(h) for h in stack)
-        if len(hashes) != size.bit_count() or any(len(h) != TREE.size for h in hashes):
+        if not isinstance(spine, list):
             return None
-        return _Frontier(size, hashes, bytes.fromhex(last))
+        hashes = tuple(bytes.fromhex(h) for h in stack)
+        lefts = tuple(bytes.fromhex(h) for h in spine)
+        if len(hashes) != size.bit_count() or any(len(h) != TREE.size for h in hashes + lefts):
+            return None
+        frontier = _Frontier(size, hashes, bytes.fromhex(last), lefts)
+        return frontier if frontier.binds_last() else None
     except (InvalidDocument, KeyError, TypeError, ValueError):
         return None
 
@@ -256,14 +285,18 @@ def _extend(frontier: _Frontier, entries: Iterator[bytes], upto: int) -> _Fronti
             raise IntegrityError(f"ledger entry {seq} does not link to entry {seq - 1}")
         last = blake3.blake3(data).digest()
         node, i = leaf(last), seq
+        spine = []
         while not i & 1:  # one merge per trailing zero bit of the new size
-            node = h(NODE_PREFIX + stack.pop() + node)
+            spine.append(stack.pop())
+            node = h(NODE_PREFIX + spine[-1] + node)
             i >>= 1
         stack.append(node)
         size = seq
     if size != upto:
         raise IntegrityError(f"the ledger yielded {size} entries, its head says {upto}")
-    return _Frontier(size, tuple(stack), last)
+    if size == frontier.size:
+        return frontier
+    return _Frontier(size, tuple(stack), last, tuple(spine))
 
 
 def _fast_frontier(
@@ -288,6 +321,43 @@ def _fast_frontier(
     if head.entry is None or new.last != bytes.fromhex(head.entry.hex):
         return None
     return new
+
+
+def checkpoint_entry(root: Path, ledger: CommitBackend) -> tuple[int, bytes] | str:
+    """Where an incremental verification may start (`promote ledger verify
+    --since-checkpoint`): the workspace checkpoint's last entry, as its seq and bytes,
+    when the frontier vouches for the checkpoint and the ledger extends it (the fast
+    path of `advance`: the frontier rebuilds the checkpoint's root, entry `size` hashes
+    to the digest it records, and every entry after it links to the one before, up to
+    the head). Reads entry `size` and the entries after it, nothing before.
+
+    Returns the line saying why not, instead, for anything else (no checkpoint, no
+    frontier or one that does not reproduce it, a ledger shorter than it or forked from
+    it, a chain that does not link): the caller then verifies in full, which reports a
+    rollback or a fork as such.
+
+    Raises:
+        UsageError, InvalidDocument (2): the checkpoint file is unreadable or malformed.
+    """
+    held = read_checkpoint(workspace_checkpoint(root), missing_ok=True)
+    if held is None:
+        return f"no {CHECKPOINT_FILE}"
+    cached = _read_frontier(root)
+    if cached is None or cached.size != held.size or cached.root() != held.root:
+        return f"{FRONTIER_FILE} does not reproduce {CHECKPOINT_FILE}"
+    try:
+        head = ledger.head()
+        if head.seq < held.size:
+            return f"the ledger is shorter than {CHECKPOINT_FILE}"
+        data = ledger.read(held.size)
+        if blake3.blake3(data).digest() != cached.last:
+            return f"ledger entry {held.size} is not the one {CHECKPOINT_FILE} saw"
+        new = _extend(cached, ledger.entries(held.size + 1), head.seq)
+    except CasError as e:
+        return f"the ledger does not extend {CHECKPOINT_FILE} simply: {e}"
+    if head.entry is None or new.last != bytes.fromhex(head.entry.hex):
+        return "the ledger HEAD is not its last entry"
+    return held.size, data
 
 
 def _write(root: Path, frontier: _Frontier) -> Checkpoint:

@@ -18,12 +18,13 @@ from cas.errors import CasError, IntegrityError, ObjectMissing
 from promote.canonical import load_json
 from promote.errors import WorkspaceError
 from promote.ledger.backend import CommitBackend
-from promote.ledger.entry import EMPTY_STATE, parse_entry
+from promote.ledger.entry import EMPTY_STATE, Entry, parse_entry
 from promote.model import State
 from promote.workspace import Workspace
 
 __all__ = [
     "advance_checkpoint",
+    "resume_point",
     "read_outside_checkpoint",
     "ledger_problems",
     "trust_problems",
@@ -53,9 +54,12 @@ def _object_problem(store: ObjectStore, ref: ObjectRef, where: str) -> Problem |
 
 
 def verify_ledger(
-    ledger: CommitBackend, store: ObjectStore
+    ledger: CommitBackend, store: ObjectStore, since: tuple[Entry, State] | None = None
 ) -> tuple[list[Problem], State | None, ObjectRef | None]:
     """Re-hash the chain, replay the changes, check every referenced object.
+
+    With `since`, a trusted entry and the state it left (`resume_point`), only the
+    entries after it, each linking to the one before from it.
 
     Returns the problems, and the replayed state and its ref (None if unusable).
     """
@@ -66,9 +70,12 @@ def verify_ledger(
         return [Problem("ledger", ledger.location, str(e))], None, None
     state = EMPTY_STATE
     prev = None
+    first = 1
+    if since is not None:
+        state, prev, first = since[1], since[0].hash, since[0].seq + 1
     checked: set[ObjectRef] = set()
     broken = False
-    for seq in range(1, head.seq + 1):
+    for seq in range(first, head.seq + 1):
         where = f"ledger entry {seq}"
         try:
             entry = parse_entry(ledger.read(seq))
@@ -197,10 +204,14 @@ def trust_problems(
     witnesses: Sequence[Any] = (),
     require: int = 0,
     log_key: Any = None,
+    since: tuple[Entry, State] | None = None,
 ) -> list[Problem]:
     """Re-justification of every entry (`promote.justify`, when the chain is whole),
     and the ledger against the workspace's checkpoint and `checkpoint` (a file kept
-    elsewhere) (`promote.rollback`)."""
+    elsewhere) (`promote.rollback`).
+
+    With `since` (`resume_point`): only the entries after it are re-justified, and
+    the workspace's checkpoint is not proven again (its frontier vouched for it)."""
     from promote.justify import justify_ledger
     from promote.rollback import (
         CHECKPOINT_FILE,
@@ -217,9 +228,10 @@ def trust_problems(
             allow_unsigned=allow_unsigned,
             replay=replay,
             engine_config=ws.engine_config,
+            since=since,
         )
     own = read_checkpoint(workspace_checkpoint(ws.root), missing_ok=True)
-    if own is not None:
+    if own is not None and since is None:
         problems += check_checkpoint(ledger, own, CHECKPOINT_FILE)
     if checkpoint is not None:
         outside = read_outside_checkpoint(ws, checkpoint, witnesses, require, log_key)
@@ -282,6 +294,37 @@ def read_outside_checkpoint(
     except (ProofError, InvalidDocument) as e:
         raise type(e)(f"checkpoint {path}: {e}") from None
     return tree
+
+
+def resume_point(ws: Workspace, ledger: CommitBackend) -> tuple[Entry, State] | str:
+    """Where `--since-checkpoint` starts: the last entry of the workspace's checkpoint
+    and the state it left, when the checkpoint frontier vouches for the checkpoint
+    and the ledger extends it (`promote.rollback.checkpoint_entry`), the entry parses,
+    its state is in the store and hashes to its state_after, and its pins can be read.
+    Else the line saying why not (the caller verifies in full).
+
+    Trusts the checkpoint as the clean verification (or promotion) that wrote it: the
+    entries up to it are not checked again. Nothing after it is taken on trust.
+    """
+    from promote.justify import Unjustified, pins_after
+    from promote.ledger.backend import load_state
+    from promote.rollback import checkpoint_entry
+
+    found = checkpoint_entry(ws.root, ledger)
+    if isinstance(found, str):
+        return found
+    seq, data = found
+    try:
+        entry = parse_entry(data)
+        if entry.seq != seq:
+            return f"ledger entry {seq} holds seq {entry.seq}"
+        state = load_state(ws.store, entry.state_after)
+        if state.ref() != entry.state_after:
+            return f"the state ledger entry {seq} left is not canonical"
+        pins_after(ws.store, entry)
+    except (CasError, Unjustified) as e:
+        return f"ledger entry {seq}, the checkpoint's last: {e}"
+    return entry, state
 
 
 def advance_checkpoint(ws: Workspace, ledger: CommitBackend) -> None:
@@ -376,14 +419,28 @@ def verify_workspace(
     witnesses: Sequence[Any] = (),
     require: int = 0,
     log_key: Any = None,
+    since_checkpoint: bool = False,
+    notes: list[str] | None = None,
 ) -> list[Problem]:
     """Ledger checks and re-justification of every entry (`trust_problems`), plus
     (with `view`) that the view matches the ledger exactly, and that no store, ledger
     or policy directory leads out of the workspace by a link. When all is clean, the
-    workspace's checkpoint moves forward to the head."""
+    workspace's checkpoint moves forward to the head.
+
+    With `since_checkpoint`, the ledger checks cover only the entries after the
+    workspace's checkpoint (`resume_point`); where it cannot vouch for them, all of
+    them, and the reason is appended to `notes`."""
     from promote.view import View
 
-    problems, state, ref = verify_ledger(ledger, ws.store)
+    since = None
+    if since_checkpoint:
+        found = resume_point(ws, ledger)
+        if isinstance(found, str):
+            if notes is not None:
+                notes.append(f"not incremental ({found}): verifying every entry")
+        else:
+            since = found
+    problems, state, ref = verify_ledger(ledger, ws.store, since)
     problems += trust_problems(
         ws,
         ledger,
@@ -395,6 +452,7 @@ def verify_workspace(
         witnesses=witnesses,
         require=require,
         log_key=log_key,
+        since=since,
     )
     problems += linked_dirs(ws)
     if view and state is not None and ref is not None:

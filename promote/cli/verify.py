@@ -1,7 +1,8 @@
 """The commands that check a workspace, or a ledger without one.
 
 promote verify [--checkpoint FILE [--witnesses N --witness-key W.vkey ...]
-               [--log-key LOG.vkey]] [--allow-unsigned] [--replay] [--json]
+               [--log-key LOG.vkey]] [--allow-unsigned] [--replay] [--since-checkpoint]
+               [--json]
                                             the ledger, the pointers, the view
 promote ledger verify [the same options]    the ledger and the pointers only
 
@@ -9,7 +10,8 @@ promote ledger verify [the same options]    the ledger and the pointers only
 --witnesses N, cosigned by N of the --witness-key keys) or the older JSON one (first
 byte `{`). Too few cosignatures, or a note the log did not sign: exit 3, one line; a
 checkpoint the ledger does not extend (forked, rolled back): a `rollback` finding, exit
-3; malformed: exit 2.
+3; malformed: exit 2. --since-checkpoint checks only the entries after the workspace's
+checkpoint (ADR 15).
 promote verify-tree [--staged] [--json]     the gate without the store (pre-commit, CI)
 promote ledger verify-chain [DIR] [--store STORE] [--allow-unsigned] [--json]
 """
@@ -61,6 +63,13 @@ _witness_keys = click.option(
     multiple=True,
     help="A witness's vkey, inline or a file (repeatable).",
 )
+_since_checkpoint = click.option(
+    "--since-checkpoint",
+    is_flag=True,
+    help="Check only the entries after the workspace's checkpoint (.promote/checkpoint.json),"
+    " from its last entry, when its frontier vouches for it; else every entry, saying so."
+    " It trusts the verification that wrote the checkpoint: keep CI on the full check.",
+)
 _log_key = click.option(
     "--log-key",
     help="With --checkpoint: the log's vkey (default: the runner key, named as the origin).",
@@ -88,7 +97,16 @@ def _requirement(
 def _ledger_checks(command: Callable[..., None]) -> Callable[..., None]:
     """The options `verify` and `ledger verify` share."""
     for option in reversed(
-        (_checkpoint, _witnesses, _witness_keys, _log_key, _allow_unsigned, _replay, _findings_json)
+        (
+            _checkpoint,
+            _witnesses,
+            _witness_keys,
+            _log_key,
+            _allow_unsigned,
+            _replay,
+            _since_checkpoint,
+            _findings_json,
+        )
     ):
         command = option(command)
     return click.pass_context(command)
@@ -104,6 +122,7 @@ def _verify(
     log_key: str | None,
     allow_unsigned: bool,
     replay: bool,
+    since_checkpoint: bool,
     as_json: bool,
 ) -> None:
     """`verify_workspace` with the shared options; its findings reported as `what`."""
@@ -111,6 +130,7 @@ def _verify(
 
     req = _requirement(checkpoint, witnesses, witness_keys, log_key)
     ws = workspace(ctx)
+    notes: list[str] = []
     problems = verify_workspace(
         ws,
         open_ledger(ws),
@@ -118,8 +138,12 @@ def _verify(
         checkpoint=checkpoint,
         allow_unsigned=allow_unsigned,
         replay=replay,
+        since_checkpoint=since_checkpoint,
+        notes=notes,
         **req,
     )
+    for note in notes:
+        click.echo(f"{what}: {note}", err=True)
     report_problems(ctx, problems, as_json, what)
 
 
