@@ -31,7 +31,8 @@ What each field says, and the choices made:
   control entry has no targets: its subjects are the policy bundle and the trust
   roots it pins (`control/policy`, `control/promote/trust.json`). A release that only
   deletes has no object to name: its subject is the pointer state after it
-  (`promote-state`). All three are derived from the entry alone (`vsa_subjects`), so
+  (`promote-state`), and so is that of a release with more objects than one statement
+  may name (`MAX_SUBJECTS`, 4096; ADR 16): the state names each path's object. All three are derived from the entry alone (`vsa_subjects`), so
   a verifier with the entry and nothing else knows what the VSA must name.
 - **verifier.id**: `https://cas-promote.invalid/runner/<id>`, where `<id>` is the id of
   the `runner` signer of the pinned trust roots (`control/promote/trust.json`) whose key
@@ -73,7 +74,7 @@ import attrs
 from cas.digest import ObjectRef
 from promote.attest.dsse import Envelope, sign_envelope
 from promote.attest.keys import PrivateKey
-from promote.attest.statement import PAYLOAD_TYPE, Statement, Subject, statement_of
+from promote.attest.statement import MAX_SUBJECTS, PAYLOAD_TYPE, Statement, Subject, statement_of
 from promote.errors import LinkageError
 
 __all__ = [
@@ -145,7 +146,9 @@ def vsa_subjects(doc: Mapping[str, Any]) -> list[VsaSubject]:
     out = [
         VsaSubject(c["path"], ObjectRef.from_dict(c["to"])) for c in changes if c["to"] is not None
     ]
-    return out or [VsaSubject(STATE_SUBJECT, ObjectRef.from_dict(doc["state_after"]))]
+    if not out or len(out) > MAX_SUBJECTS:  # ADR 16: one statement holds 4096 subjects
+        return [VsaSubject(STATE_SUBJECT, ObjectRef.from_dict(doc["state_after"]))]
+    return out
 
 
 def _digests(ref: ObjectRef, sha256: str) -> dict[str, str]:

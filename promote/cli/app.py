@@ -4,30 +4,93 @@
 its own module (`promotion`, `verify`, `history`, `proofs`, `policy`, `remote`,
 `attest`, `control`, `receipts`) and lists what it adds; this module only assembles them, so no
 family imports another.
+
+A family's module is imported when one of its commands is looked up, not before:
+`promote CAPSULE` imports `promotion` alone, not the web view, the proofs or the
+receipts (CI calls `promote` once a release, so its start-up counts; ADR 16). Listing
+the commands (help, a typo's suggestion, `make docs`) imports them all.
+`FAMILIES` names each family's commands; a test checks it against the modules.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
 from cas import _cli
-from promote.cli import (
-    attest,
-    control,
-    history,
-    policy,
-    promotion,
-    proofs,
-    receipts,
-    remote,
-    serve,
-    verify,
-)
 
-__all__ = ["main", "run_main"]
+__all__ = ["FAMILIES", "main", "run_main"]
+
+#: family module -> (its `promote` commands, its `promote ledger` commands, its
+#: `promote key` commands)
+FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "promotion": (("init", "run", "revert", "recover", "capsule"), (), ()),
+    "verify": (("verify", "verify-tree"), ("verify", "verify-chain"), ()),
+    "history": (("log", "show", "status"), (), ()),
+    "proofs": ((), ("checkpoint", "prove", "verify-proof"), ()),
+    "receipts": (("receipt", "verify-receipt"), ("witness",), ("vkey",)),
+    "policy": (("policy",), (), ()),
+    "remote": (("db", "store", "checkout"), ("export", "push"), ()),
+    "attest": (("key", "attest"), (), ()),
+    "control": (("control",), (), ()),
+    "serve": (("serve",), (), ()),
+}
+_LOADED: set[str] = set()
+
+
+def _load(family: str) -> None:
+    """Import a family and register its commands (with `key`'s, those of the families
+    that add to it)."""
+    if family in _LOADED:
+        return
+    _LOADED.add(family)
+    module = importlib.import_module(f"promote.cli.{family}")
+    for cmd in module.COMMANDS:
+        main.add_command(cmd)
+    for cmd in module.LEDGER_COMMANDS:
+        ledger.add_command(cmd)
+    if family == "attest":
+        for other, (_, _, keys) in FAMILIES.items():
+            if keys:
+                _load(other)
+    for cmd in getattr(module, "KEY_COMMANDS", ()):
+        _load("attest")
+        importlib.import_module("promote.cli.attest").key_group.add_command(cmd)
+
+
+class _Commands(MutableMapping[str, click.Command]):
+    """A group's commands, each family's imported when one of its names is looked up,
+    all of them when the names are listed."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self._names = names  # command -> family
+        self._commands: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._commands and name in self._names:
+            _load(self._names[name])
+        return self._commands[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._commands or name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        for family in dict.fromkeys(self._names.values()):
+            _load(family)
+        return iter(list(self._commands))
+
+    def __len__(self) -> int:
+        return len(self._commands.keys() | self._names.keys())
+
+    def __setitem__(self, name: str, cmd: click.Command) -> None:
+        self._commands[name] = cmd
+
+    def __delitem__(self, name: str) -> None:
+        del self._commands[name]
 
 
 class _DefaultRun(click.Group):
@@ -108,23 +171,11 @@ def run_main() -> NoReturn:
     _cli.run(main, "promote")
 
 
+main.commands = _Commands(
+    {name: family for family, (names, _, _) in FAMILIES.items() for name in names}
+)
+ledger.commands = _Commands(
+    {name: family for family, (_, names, _) in FAMILIES.items() for name in names}
+)
 main.add_command(ledger)
 _cli.add_common_commands(main, "promote")
-for _family in (
-    promotion,
-    verify,
-    history,
-    proofs,
-    receipts,
-    policy,
-    remote,
-    attest,
-    control,
-    serve,
-):
-    for _cmd in _family.COMMANDS:
-        main.add_command(_cmd)
-    for _cmd in _family.LEDGER_COMMANDS:
-        ledger.add_command(_cmd)
-    for _cmd in getattr(_family, "KEY_COMMANDS", ()):
-        attest.key_group.add_command(_cmd)

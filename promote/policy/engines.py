@@ -31,7 +31,6 @@ import sys
 import tempfile
 import threading
 import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -167,6 +166,38 @@ class Engine(abc.ABC):
         """
 
 
+def dist_version(name: str) -> str:
+    """The installed version of distribution `name`, as `importlib.metadata.version`
+    gives it: the `Version:` of the first `<name>-*.dist-info/METADATA` on `sys.path`.
+    Read here because importing `importlib.metadata` costs more than the rest of a
+    one-target dry run's decision; anything unusual (no such directory, an egg, a
+    zip) is left to `importlib.metadata` itself."""
+    prefix = name.replace("-", "_").replace(".", "_").lower() + "-"
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for dist in names:
+            if dist.lower().startswith(prefix) and dist.endswith(".dist-info"):
+                try:
+                    with open(os.path.join(entry, dist, "METADATA"), encoding="utf-8") as f:
+                        for line in f:
+                            if line.startswith("Version:"):
+                                return line[len("Version:") :].strip()
+                            if not line.strip():
+                                break
+                except OSError:
+                    pass
+                break
+        else:
+            continue
+        break
+    from importlib.metadata import version
+
+    return version(name)
+
+
 def rule_queries(package: str) -> tuple[str, str]:
     """The two rules every engine asks: never the package document itself."""
     return f"data.{package}.allow", f"data.{package}.deny"
@@ -181,9 +212,7 @@ class RegorusEngine(Engine):
         self.timeout = timeout
 
     def version(self) -> str:
-        from importlib.metadata import version
-
-        return version("gordon-to-regorus")
+        return dist_version("gordon-to-regorus")
 
     def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
         queries = rule_queries(bundle.package)
@@ -319,7 +348,7 @@ class OpaRestEngine(Engine):
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
-        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        handlers: list[urllib.request.BaseHandler] = [_no_redirect()]
         host = urllib.parse.urlsplit(self.url).hostname or ""
         if _is_loopback(host):
             handlers.append(urllib.request.ProxyHandler({}))
@@ -403,11 +432,17 @@ class OpaRestEngine(Engine):
         return out
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Follow no redirect: the token and the input go to `engine.url` and nowhere else."""
+def _no_redirect() -> Any:
+    """A handler that follows no redirect: the token and the input go to `engine.url`
+    and nowhere else. (urllib.request is imported here, for the REST engine only: its
+    import, http.client and ssl, is a good part of a plain `promote`'s start-up.)"""
+    import urllib.request
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return NoRedirect()
 
 
 def _opa_message(e: Any) -> str:
