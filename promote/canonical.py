@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import rfc8785
@@ -43,26 +44,33 @@ def _plain(doc: Any) -> bool:
     big integers, tuples, subclasses, other types) goes to the library, as does a
     string `encode` refuses (a lone surrogate).
     """
+    if type(doc) is not dict and type(doc) is not list:
+        return _plain_scalar(doc)
     stack = [doc]
-    pop, push = stack.pop, stack.extend
+    values: Iterable[Any]
     while stack:
-        x = pop()
-        t = type(x)
-        if t is str or x is None or t is bool:
-            continue
-        if t is int:
-            if not -_INT_MAX <= x <= _INT_MAX:
-                return False
-        elif t is dict:
+        x = stack.pop()
+        if type(x) is dict:
             for k in x:
-                if type(k) is not str or not (k.isascii() or max(k) < "\ud800"):
+                if type(k) is not str or not (k.isascii() or max(k, default="") < "\ud800"):
                     return False
-            push(x.values())
-        elif t is list:
-            push(x)
+            values = x.values()
         else:
-            return False
+            values = x
+        for v in values:
+            t = type(v)
+            if t is str or v is None or t is bool:
+                continue
+            if t is dict or t is list:
+                stack.append(v)
+            elif t is not int or not -_INT_MAX <= v <= _INT_MAX:
+                return False
     return True
+
+
+def _plain_scalar(x: Any) -> bool:
+    t = type(x)
+    return t is str or x is None or t is bool or (t is int and -_INT_MAX <= x <= _INT_MAX)
 
 
 def canonical(doc: Any) -> bytes:

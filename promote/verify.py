@@ -24,6 +24,7 @@ from promote.workspace import Workspace
 
 __all__ = [
     "advance_checkpoint",
+    "chain_and_justify",
     "resume_point",
     "read_outside_checkpoint",
     "ledger_problems",
@@ -73,7 +74,8 @@ def verify_ledger(
     first = 1
     if since is not None:
         state, prev, first = since[1], since[0].hash, since[0].seq + 1
-    checked: set[ObjectRef] = set()
+    checked = {EMPTY_STATE.ref()}  # the empty state is in no store
+    state_ref = state.ref()
     broken = False
     for seq in range(first, head.seq + 1):
         where = f"ledger entry {seq}"
@@ -94,12 +96,13 @@ def verify_ledger(
                 )
             )
             broken = True
-        if ObjectRef.from_dict(doc["state_before"]) != state.ref():
+        if entry.state_before != state_ref:
             problems.append(
                 Problem("ledger", where, "state_before is not the state the entries before it left")
             )
             broken = True
-        for change in entry.changes:
+        changes = entry.changes
+        for change in changes:
             if state.get(change.path) != change.before:
                 problems.append(
                     Problem(
@@ -109,16 +112,17 @@ def verify_ledger(
                     )
                 )
                 broken = True
-        state = state.apply(entry.changes)
-        if state.ref() != entry.state_after:
+        state = state.apply(changes)
+        state_ref = state.ref()
+        if state_ref != entry.state_after:
             problems.append(
                 Problem("ledger", where, "replaying its changes does not give its state_after")
             )
             broken = True
         refs = entry.refs()
-        refs += [c.after for c in entry.changes if c.after is not None]
+        refs += [c.after for c in changes if c.after is not None]
         for ref in refs:
-            if ref in checked or ref == EMPTY_STATE.ref():
+            if ref in checked:
                 continue
             checked.add(ref)
             found = _object_problem(store, ref, where)
@@ -132,7 +136,7 @@ def verify_ledger(
             )
         )
         broken = True
-    if not broken and head.state != state.ref():
+    if not broken and head.state != state_ref:
         problems.append(
             Problem("pointer", "ledger HEAD", "pointer state differs from the replay of the ledger")
         )
@@ -154,7 +158,76 @@ def verify_ledger(
                 )
         except CasError:
             pass  # already reported as a missing or corrupt object
-    return problems, (None if broken else state), (None if broken else state.ref())
+    return problems, (None if broken else state), (None if broken else state_ref)
+
+
+def chain_and_justify(
+    ws: Workspace,
+    ledger: CommitBackend,
+    store: ObjectStore,
+    since: tuple[Entry, State] | None = None,
+    *,
+    allow_unsigned: bool = False,
+    replay: bool = False,
+    jobs: int | None = None,
+) -> tuple[list[Problem], State | None, ObjectRef | None, list[Problem]]:
+    """`verify_ledger`, and the re-justification of the entries (`justify_ledger`, []
+    when the chain is not whole): the same findings, in the same order, for any `jobs`
+    (default: the cores this process may use, `cas._workers.default_jobs`).
+
+    With more than one job, on a file ledger and a directory store, in a process with
+    no other thread, the two run side by side in two forked processes
+    (`cas._workers.fork_map`): both only read. The
+    re-justification then runs whether or not the chain is whole, and what it found, or
+    the error it raised, is used only when it is, as when they run one after the other.
+
+    Raises:
+        EngineTimeout, DatabaseError: what the re-justification could not finish.
+    """
+    import threading
+
+    from cas._workers import default_jobs, fork_map
+    from cas.local import LocalStore
+    from promote.justify import justify_ledger
+    from promote.ledger.files import FileLedger
+
+    def chain() -> tuple[list[Problem], State | None, ObjectRef | None]:
+        return verify_ledger(ledger, store, since)
+
+    def justify() -> list[Problem]:
+        return justify_ledger(
+            ledger,
+            store,
+            allow_unsigned=allow_unsigned,
+            replay=replay,
+            engine_config=ws.engine_config,
+            since=since,
+        )
+
+    jobs = default_jobs() if jobs is None else jobs
+    forkable = isinstance(ledger, FileLedger) and isinstance(store, LocalStore)
+    # a process with other threads (the web view's server) is never forked: a lock one
+    # of them holds would stay held in the child
+    if jobs < 2 or not forkable or threading.active_count() > 1:
+        problems, state, ref = chain()
+        return problems, state, ref, (justify() if state is not None else [])
+
+    def run(task: str) -> Any:
+        if task == "chain":
+            return chain()
+        try:
+            return justify(), None
+        except CasError as e:  # raised below only if the chain is whole, as one by one
+            return None, e
+
+    results = dict(fork_map(run, ["chain", "justify"], 2))
+    problems, state, ref = results[0]
+    justified, error = results[1]
+    if state is None:
+        return problems, state, ref, []
+    if error is not None:
+        raise error
+    return problems, state, ref, justified
 
 
 def open_ledger(ws: Workspace) -> CommitBackend:
@@ -183,8 +256,8 @@ def ledger_problems(root: Path, store: ObjectStore) -> list[Problem]:
 
     ws = Workspace.load(root)
     ledger = open_ledger(ws)
-    problems, state, ref = verify_ledger(ledger, store)
-    problems += trust_problems(ws, ledger, store, state is not None)
+    problems, state, ref, justified = chain_and_justify(ws, ledger, store)
+    problems += trust_problems(ws, ledger, store, state is not None, justified=justified)
     usable = state is not None and ref is not None
     if usable and (ws.view_mode == "copy" or isinstance(ws.store, LocalStore)):
         assert state is not None and ref is not None
@@ -205,13 +278,15 @@ def trust_problems(
     require: int = 0,
     log_key: Any = None,
     since: tuple[Entry, State] | None = None,
+    justified: list[Problem] | None = None,
 ) -> list[Problem]:
     """Re-justification of every entry (`promote.justify`, when the chain is whole),
     and the ledger against the workspace's checkpoint and `checkpoint` (a file kept
     elsewhere) (`promote.rollback`).
 
     With `since` (`resume_point`): only the entries after it are re-justified, and
-    the workspace's checkpoint is not proven again (its frontier vouched for it)."""
+    the workspace's checkpoint is not proven again (its frontier vouched for it).
+    `justified`: the re-justification's findings, already made (`chain_and_justify`)."""
     from promote.justify import justify_ledger
     from promote.rollback import (
         CHECKPOINT_FILE,
@@ -221,7 +296,9 @@ def trust_problems(
     )
 
     problems: list[Problem] = []
-    if chain_ok:
+    if chain_ok and justified is not None:
+        problems += justified
+    elif chain_ok:
         problems += justify_ledger(
             ledger,
             store,
@@ -421,6 +498,7 @@ def verify_workspace(
     log_key: Any = None,
     since_checkpoint: bool = False,
     notes: list[str] | None = None,
+    jobs: int | None = None,
 ) -> list[Problem]:
     """Ledger checks and re-justification of every entry (`trust_problems`), plus
     (with `view`) that the view matches the ledger exactly, and that no store, ledger
@@ -429,7 +507,7 @@ def verify_workspace(
 
     With `since_checkpoint`, the ledger checks cover only the entries after the
     workspace's checkpoint (`resume_point`); where it cannot vouch for them, all of
-    them, and the reason is appended to `notes`."""
+    them, and the reason is appended to `notes`. `jobs`: see `chain_and_justify`."""
     from promote.view import View
 
     since = None
@@ -440,7 +518,9 @@ def verify_workspace(
                 notes.append(f"not incremental ({found}): verifying every entry")
         else:
             since = found
-    problems, state, ref = verify_ledger(ledger, ws.store, since)
+    problems, state, ref, justified = chain_and_justify(
+        ws, ledger, ws.store, since, allow_unsigned=allow_unsigned, replay=replay, jobs=jobs
+    )
     problems += trust_problems(
         ws,
         ledger,
@@ -453,6 +533,7 @@ def verify_workspace(
         require=require,
         log_key=log_key,
         since=since,
+        justified=justified,
     )
     problems += linked_dirs(ws)
     if view and state is not None and ref is not None:

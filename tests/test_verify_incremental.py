@@ -255,3 +255,31 @@ def test_the_frontier_binds_its_last_entry_at_every_size() -> None:
                 _extend(_EMPTY, iter(entries), size - 1), iter(entries[size - 1 :]), size
             )
             assert step == f
+
+
+@pytest.mark.parametrize("damage", ["resigned", "unlinked", "none"])
+def test_the_findings_are_the_same_for_any_job_count(flow: Flow, damage: str) -> None:
+    """The chain and the re-justification side by side on two cores, or one after
+    the other: the same findings in the same order (a whole chain with an entry that
+    does not re-justify, a broken chain, a clean ledger)."""
+    for data in (b"1", b"2", b"3"):
+        assert flow.release({"release/a.txt": data}).returncode == 0
+    for name in SAVED:
+        (flow.root / name).unlink()  # nothing moves between the runs
+    if damage == "resigned":
+        _resign(flow, 3, "checker")
+    elif damage == "unlinked":
+        _resign(flow, 3, "runner", {"prev": "blake3:" + "0" * 64})
+    ws = Workspace.load(flow.root)
+    runs = [
+        verify_workspace(ws, FileLedger(ws.ledger_dir, ws.store), view=False, jobs=jobs)
+        for jobs in (1, 2, 1, 2)
+    ]
+    assert runs[0] == runs[1] == runs[2] == runs[3]
+    kinds = [(p.kind, p.location) for p in runs[0]]
+    want = {
+        "resigned": [("unjustified", "ledger entry 3")],
+        "unlinked": [("ledger", "ledger entry 3")],
+        "none": [],
+    }[damage]
+    assert kinds == want, kinds

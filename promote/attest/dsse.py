@@ -35,7 +35,7 @@ import attrs
 
 from promote.attest.errors import InvalidEnvelope
 from promote.attest.keys import PrivateKey, PublicKey, key_id, sign, verify
-from promote.canonical import canonical, load_json
+from promote.canonical import canonical, load_json, parse_canonical
 
 __all__ = [
     "MAX_ENVELOPE",
@@ -181,7 +181,9 @@ def load_envelope(data: bytes) -> Envelope:
     Raises:
         InvalidEnvelope: with a one-line reason.
     """
-    doc = load_json(data, "DSSE envelope", limit=MAX_ENVELOPE, error=InvalidEnvelope)
+    doc = parse_canonical(data) if len(data) <= MAX_ENVELOPE else None  # as `encode` writes
+    if doc is None:
+        doc = load_json(data, "DSSE envelope", limit=MAX_ENVELOPE, error=InvalidEnvelope)
     return Envelope.from_dict(doc)
 
 

@@ -101,9 +101,17 @@ class Head:
 
 
 class _Doc:
-    """What signed and unsigned entries share: the parsed document's fields."""
+    """What signed and unsigned entries share: the parsed document's fields, each
+    parsed once (`_parsed`: the document never changes after construction)."""
 
     doc: Mapping[str, Any]
+    _parsed: dict[str, Any]
+
+    def _ref(self, key: str) -> ObjectRef:
+        if key not in self._parsed:
+            self._parsed[key] = ObjectRef.from_dict(self.doc[key])
+        ref: ObjectRef = self._parsed[key]
+        return ref
 
     @property
     def seq(self) -> int:
@@ -116,15 +124,17 @@ class _Doc:
 
     @property
     def state_before(self) -> ObjectRef:
-        return ObjectRef.from_dict(self.doc["state_before"])
+        return self._ref("state_before")
 
     @property
     def state_after(self) -> ObjectRef:
-        return ObjectRef.from_dict(self.doc["state_after"])
+        return self._ref("state_after")
 
     @property
     def changes(self) -> list[Change]:
-        return [Change.from_dict(c) for c in self.doc["changes"]]
+        if "changes" not in self._parsed:
+            self._parsed["changes"] = tuple(Change.from_dict(c) for c in self.doc["changes"])
+        return list(self._parsed["changes"])
 
     @property
     def evidence(self) -> list[ObjectRef]:
@@ -136,19 +146,17 @@ class _Doc:
     @property
     def vsa(self) -> ObjectRef | None:
         """The VSA's DSSE envelope (None: a v1 entry has none)."""
-        v = self.doc.get("vsa")
-        return ObjectRef.from_dict(v) if v is not None else None
+        return self._ref("vsa") if self.doc.get("vsa") is not None else None
 
     @property
     def trust(self) -> ObjectRef | None:
         """The trust roots pinned after this entry (None: a v1 entry pins none)."""
-        t = self.doc.get("trust")
-        return ObjectRef.from_dict(t) if t is not None else None
+        return self._ref("trust") if self.doc.get("trust") is not None else None
 
     def refs(self) -> list[ObjectRef]:
         """Every object the entry names itself (not through its changes), in order."""
-        out = [ObjectRef.from_dict(self.doc["capsule"]), *self.evidence]
-        out += [ObjectRef.from_dict(self.doc[k]) for k in ("decision", "policy")]
+        out = [self._ref("capsule"), *self.evidence]
+        out += [self._ref(k) for k in ("decision", "policy")]
         if self.trust is not None:
             out.append(self.trust)
         if self.vsa is not None:
@@ -162,10 +170,14 @@ class Entry(_Doc):
 
     data: bytes
     doc: Mapping[str, Any] = attrs.field(eq=False)
+    _parsed: dict[str, Any] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     @property
     def hash(self) -> Digest:
-        return hash_bytes(self.data).digest
+        if "hash" not in self._parsed:
+            self._parsed["hash"] = hash_bytes(self.data).digest
+        digest: Digest = self._parsed["hash"]
+        return digest
 
     @property
     def signed(self) -> bool:
@@ -186,6 +198,7 @@ class UnsignedEntry(_Doc):
 
     doc: Mapping[str, Any] = attrs.field(eq=False)
     data: bytes = attrs.field(init=False)
+    _parsed: dict[str, Any] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     @data.default
     def _data(self) -> bytes:
@@ -364,26 +377,30 @@ def parse_entry(data: bytes) -> Entry:
         raise IntegrityError("ledger entry: not a promote-ledger-entry/v1 or /v2 document")
     if not is_canonical:  # parse_canonical said no: load_json parsed it, so it is not
         raise IntegrityError("ledger entry: bytes are not canonical JSON")
+    entry = Entry(data, doc)
     try:
-        refs = [doc[k] for k in _REF_KEYS]
         if schema == ENTRY_SCHEMA_V1:
-            refs.append(doc["check_report"])
+            keyed, listed = [*_REF_KEYS, "check_report"], []
         else:
             ev = doc["evidence"]
             if not isinstance(ev, list) or not 1 <= len(ev) <= MAX_EVIDENCE_REFS:
                 raise ValueError(f"evidence: want a list of 1 to {MAX_EVIDENCE_REFS} refs")
-            refs += [*ev, doc["trust"], doc["vsa"]]
+            keyed, listed = [*_REF_KEYS], ev
             _check_signature_field(doc["signature"])
-        for r in refs:
+        for k in keyed:  # parsed into the entry, which keeps them (`_Doc._ref`)
+            entry._ref(k)
+        for r in listed:
             ObjectRef.from_dict(r)
+        if listed:
+            entry._ref("trust")
+            entry._ref("vsa")
         if doc["prev"] is not None:
             Digest.parse(doc["prev"])
         if isinstance(doc["seq"], bool) or not isinstance(doc["seq"], int) or doc["seq"] < 1:
             raise ValueError("bad seq")
         if not isinstance(doc["changes"], list):
             raise ValueError("changes: want a list")
-        for c in doc["changes"]:
-            Change.from_dict(c)
+        entry.changes  # noqa: B018  (parses each change, and keeps them)
     except (ValueError, TypeError, KeyError, AttributeError, CasError) as e:
         raise IntegrityError(f"ledger entry: malformed: {e}") from None
-    return Entry(data, doc)
+    return entry
