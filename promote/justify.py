@@ -44,7 +44,7 @@ from typing import Any
 import attrs
 
 from cas.backend import ObjectStore, Problem
-from cas.digest import Digest, ObjectRef, hash_bytes
+from cas.digest import ObjectRef, hash_bytes
 from cas.errors import CasError, IntegrityError, ObjectMissing
 from promote.attest.trust import TrustRoots, load_trust
 from promote.canonical import canonical, load_json, parse_canonical
@@ -74,6 +74,9 @@ class _Pins:
     trust: TrustRoots | None = None
 
 
+_Key = tuple[str, str, int]
+
+
 class _Memo:
     """What one run reads again and again, kept by the digest of the verified bytes it
     was made from (and, for evidence, the trust roots' too): the same bytes give the
@@ -81,10 +84,16 @@ class _Memo:
     successes are kept; a failure is met again, and reported again, every time."""
 
     def __init__(self) -> None:
-        self.trust: dict[ObjectRef, TrustRoots] = {}
-        self.capsules: dict[ObjectRef, tuple[Capsule, Any]] = {}
-        self.evidence: dict[tuple[ObjectRef, ObjectRef | None], list[Any]] = {}
-        self.sha256: dict[Digest, str] = {}  # by the BLAKE3 digest of the bytes
+        # keyed by `_key`: a plain tuple hashes faster than the ref it stands for
+        self.trust: dict[_Key, TrustRoots] = {}
+        self.capsules: dict[_Key, tuple[Capsule, Any]] = {}
+        self.evidence: dict[tuple[_Key, _Key | None], list[Any]] = {}
+        self.sha256: dict[str, str] = {}  # by the digest of the bytes, as text
+
+
+def _key(ref: ObjectRef) -> _Key:
+    """A memo's key for `ref`: its digest (algorithm and hex) and size, all a ref is."""
+    return ref.digest.algorithm, ref.digest.hex, ref.size
 
 
 def _read(store: ObjectStore, ref: ObjectRef, what: str) -> bytes:
@@ -116,15 +125,15 @@ def _json(store: ObjectStore, ref: ObjectRef, what: str) -> tuple[bytes, Any]:
 
 
 def _trust(store: ObjectStore, ref: ObjectRef, memo: _Memo | None = None) -> TrustRoots:
-    if memo is not None and ref in memo.trust:
-        return memo.trust[ref]
+    if memo is not None and _key(ref) in memo.trust:
+        return memo.trust[_key(ref)]
     data = _read(store, ref, "the pinned trust roots")
     try:
         trust = load_trust(data, f"the pinned trust roots {ref.digest}")
     except CasError as e:
         raise Unjustified(str(e)) from None
     if memo is not None:
-        memo.trust[ref] = trust
+        memo.trust[_key(ref)] = trust
     return trust
 
 
@@ -281,8 +290,8 @@ def check_entry_vsa(
     runner = own_trust.signer_of(kid).id if kid in own_trust.keys else None
 
     def sha256(r: ObjectRef) -> str:
-        if memo is not None and r.digest in memo.sha256:
-            return memo.sha256[r.digest]
+        if memo is not None and str(r.digest) in memo.sha256:
+            return memo.sha256[str(r.digest)]
         h = hashlib.sha256()
         try:
             for chunk in store.open(r.digest):  # verified against the BLAKE3 name
@@ -290,7 +299,7 @@ def check_entry_vsa(
         except CasError as e:
             raise Unjustified(f"VSA: object {r.digest}: {e}") from None
         if memo is not None:
-            memo.sha256[r.digest] = h.hexdigest()
+            memo.sha256[str(r.digest)] = h.hexdigest()
         return h.hexdigest()
 
     try:
@@ -325,15 +334,15 @@ def _justify_v2(
         raise Unjustified(str(e).removeprefix(f"ledger entry {entry.seq}: ")) from None
     check_entry_vsa(store, entry, trust, own_trust, memo)
     capsule_ref = ObjectRef.from_dict(entry.doc["capsule"])
-    if capsule_ref in memo.capsules:
-        capsule, capsule_doc = memo.capsules[capsule_ref]
+    if _key(capsule_ref) in memo.capsules:
+        capsule, capsule_doc = memo.capsules[_key(capsule_ref)]
     else:
         capsule_bytes = _read(store, capsule_ref, "capsule")
         try:
             capsule, capsule_doc = load_capsule(capsule_bytes)
         except CasError as e:
             raise Unjustified(f"capsule {capsule_ref.digest}: {e}") from None
-        memo.capsules[capsule_ref] = capsule, capsule_doc
+        memo.capsules[_key(capsule_ref)] = capsule, capsule_doc
     want = sorted(
         (Change(t.path, state.get(t.path), t.ref) for t in capsule.targets), key=lambda c: c.path
     )
@@ -359,13 +368,14 @@ def _justify_v2(
         pinned.trust_ref is not None and entry.trust != pinned.trust_ref
     ):
         raise Unjustified("a release entry that changes the pinned policy or trust roots")
-    attestations = memo.evidence.get((capsule_ref, trust_ref))
+    evidence_key = _key(capsule_ref), (_key(trust_ref) if trust_ref is not None else None)
+    attestations = memo.evidence.get(evidence_key)
     if attestations is None:  # the same capsule and trust roots: the same evidence
         try:
             attestations = read_evidence(store, capsule, trust)
         except CasError as e:
             raise Unjustified(f"evidence: {e}") from None
-        memo.evidence[capsule_ref, trust_ref] = attestations
+        memo.evidence[evidence_key] = attestations
     if [a.ref for a in attestations] != entry.evidence:
         raise Unjustified("its evidence is not the attestations its capsule names")
     covered = _covered(attestations)

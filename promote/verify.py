@@ -74,7 +74,8 @@ def verify_ledger(
     first = 1
     if since is not None:
         state, prev, first = since[1], since[0].hash, since[0].seq + 1
-    checked = {EMPTY_STATE.ref()}  # the empty state is in no store
+    empty = EMPTY_STATE.ref()  # in no store
+    checked = {(empty.digest.algorithm, empty.digest.hex, empty.size)}  # tuples hash fast
     state_ref = state.ref()
     broken = False
     for seq in range(first, head.seq + 1):
@@ -122,9 +123,10 @@ def verify_ledger(
         refs = entry.refs()
         refs += [c.after for c in changes if c.after is not None]
         for ref in refs:
-            if ref in checked:
+            key = (ref.digest.algorithm, ref.digest.hex, ref.size)
+            if key in checked:
                 continue
-            checked.add(ref)
+            checked.add(key)
             found = _object_problem(store, ref, where)
             if found:
                 problems.append(found)
