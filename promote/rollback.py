@@ -421,6 +421,9 @@ def advance(root: Path, ledger: CommitBackend) -> Checkpoint | None:
         except CasError as e:
             raise LinkageError(f"cannot checkpoint the ledger: {e}") from None
         if held is not None and new.size <= held.size:
+            if new.size == held.size and new.root() == held.root:
+                # the same checkpoint: only its frontier, which did not vouch, is rewritten
+                atomic_write(root / FRONTIER_FILE, canonical(new.to_dict()))
             return held
         if new.size == 0:
             return held

@@ -166,9 +166,28 @@ def test_a_tampered_frontier_is_not_believed(flow: Flow, change: dict[str, Any])
     found, notes, seqs = _verify(flow)
     assert found == [] and seqs == [1, 2]  # every entry
     assert len(notes) == 1 and notes[0].startswith("not incremental"), notes
+    # the clean full check rewrote the frontier (the checkpoint did not move): the next
+    # one is incremental again
+    assert _verify(flow) == ([], [], [2])
+    _edit_frontier(flow, **change)
     code, problems, err = _cli(flow)
     assert (code, problems) == (0, [])
     assert "ledger verify: not incremental" in err and "verifying every entry" in err
+
+
+def test_a_v1_frontier_is_replaced(flow: Flow) -> None:
+    """A frontier written before the spine (v1) is not believed, and the clean full
+    check that follows writes a v2 one."""
+    for data in (b"1", b"2"):
+        assert flow.release({"release/a.txt": data}).returncode == 0
+    path = flow.root / SAVED[1]
+    doc = json.loads(path.read_bytes())
+    del doc["spine"]
+    path.write_bytes(rfc8785.dumps(dict(doc, schema="promote-checkpoint-frontier/v1")))
+    found, notes, seqs = _verify(flow)
+    assert found == [] and seqs == [1, 2] and len(notes) == 1
+    assert json.loads(path.read_bytes())["schema"] == "promote-checkpoint-frontier/v2"
+    assert _verify(flow) == ([], [], [2])
 
 
 def test_a_tampered_frontier_does_not_hide_a_tampered_entry(flow: Flow) -> None:
