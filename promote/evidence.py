@@ -97,14 +97,16 @@ def _target_dict(t: Target) -> dict[str, Any]:
 class _Targets:
     """The capsule's targets that name an object, by digest, with SHA-256 on demand."""
 
-    def __init__(self, store: ObjectStore, targets: Sequence[Target]) -> None:
+    def __init__(
+        self, store: ObjectStore, targets: Sequence[Target], sha256: Mapping[Digest, str]
+    ) -> None:
         self.store = store
         self.targets = [t for t in targets if t.ref is not None]
         self.by_blake3: dict[str, list[Target]] = {}
         for t in self.targets:
             assert t.ref is not None
             self.by_blake3.setdefault(t.ref.digest.hex, []).append(t)
-        self._sha256: dict[Digest, str] = {}
+        self._sha256: dict[Digest, str] = dict(sha256)
 
     def sha256(self, t: Target) -> str:
         assert t.ref is not None
@@ -214,9 +216,16 @@ def _v1_report(store: ObjectStore, digest: Digest, targets: _Targets) -> Attesta
     return Attestation(digest, len(data), (), (), CHECK_PREDICATE, tuple(subjects), predicate)
 
 
-def read_evidence(store: ObjectStore, capsule: Capsule, trust: TrustRoots) -> list[Attestation]:
+def read_evidence(
+    store: ObjectStore,
+    capsule: Capsule,
+    trust: TrustRoots,
+    sha256: Mapping[Digest, str] | None = None,
+) -> list[Attestation]:
     """Every attestation `capsule` names, verified against `trust` and matched
     against the targets' bytes (see the module docstring), in the capsule's order.
+    `sha256` holds the SHA-256 of target objects whose bytes the caller has just
+    verified against their BLAKE3 names (the gate's step 2); the others are read.
 
     Raises:
         InvalidEnvelope, InvalidStatement, InvalidCapsule (2): malformed evidence, or
@@ -224,7 +233,7 @@ def read_evidence(store: ObjectStore, capsule: Capsule, trust: TrustRoots) -> li
         LinkageError (3): evidence missing or corrupt, a subject that lies.
         Untrusted (3): an envelope no trusted key signed.
     """
-    targets = _Targets(store, capsule.targets)
+    targets = _Targets(store, capsule.targets, sha256 or {})
     if capsule.version == 1:
         return [_v1_report(store, capsule.evidence[0], targets)]
     total = 0

@@ -17,6 +17,7 @@ Steps 1-4 decide without writing; `plan` stops there, which is `--dry-run`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -163,13 +164,29 @@ def read_capsule(ws: Workspace, arg: str) -> bytes:
     return data
 
 
-def _verify_ref(ws: Workspace, ref: ObjectRef, what: str) -> None:
+def _verify_ref(ws: Workspace, ref: ObjectRef, what: str) -> str:
+    """Check `ref` as `ObjectStore.verify` does (present, of its size, re-hashing to
+    its BLAKE3 name) and return the SHA-256 of the bytes, taken in the same pass: the
+    evidence's subjects and the VSA name the targets by it, and would otherwise read
+    every target twice more.
+
+    Raises:
+        LinkageError (3): missing, of another size, or not hashing to its name.
+    """
+    h = hashlib.sha256()
     try:
-        ws.store.verify(ref)
+        size = ws.store.size(ref.digest)
+        if size != ref.size:
+            raise IntegrityError(
+                f"object {ref.digest} has {size} bytes, but {ref.size} were promised"
+            )
+        for chunk in ws.store.open(ref.digest):  # the last chunk only once it verifies
+            h.update(chunk)
     except ObjectMissing:
         raise LinkageError(f"{what}: object {ref.digest} is not in the store") from None
     except IntegrityError as e:
         raise LinkageError(f"{what}: {e}") from None
+    return h.hexdigest()
 
 
 def _check_guards(capsule: Capsule, head: Head, state: State) -> None:
@@ -328,19 +345,21 @@ def _vsa(
     *,
     evidence: list[ObjectRef],
     decision: Decision,
+    known: Mapping[Digest, str],
     pinned: Mapping[str, bytes],
 ) -> bytes:
     """The VSA of the entry after `head` (`promote.vsa`): its DSSE envelope's bytes,
     signed by the runner key. Objects held in memory (the bundles, the trust roots, the
-    state after) are hashed from these bytes, the rest streamed from the store."""
-    import hashlib
-
+    state after) are hashed from these bytes, the targets' SHA-256 is `known` (taken
+    when step 2 verified them), the rest is streamed from the store."""
     from promote.attest.keys import key_id
     from promote.vsa import build_vsa, sign_vsa, vsa_subjects
 
     in_memory = {hash_bytes(b).digest: b for b in pinned.values()}
 
     def sha256(ref: ObjectRef) -> str:
+        if ref.digest in known:
+            return known[ref.digest]
         if ref.digest in in_memory:
             return hashlib.sha256(in_memory[ref.digest]).hexdigest()
         h = hashlib.sha256()
@@ -394,9 +413,10 @@ def plan(
     check_layout([t.path for t in capsule.targets], state.pointers)
 
     # 2. every digest: present, of its size, re-hashing to its name; then the pins
+    sha256: dict[Digest, str] = {}
     for t in capsule.targets:
         if t.ref is not None:  # a delete names no object
-            _verify_ref(ws, t.ref, f"target {t.path}")
+            sha256[t.ref.digest] = _verify_ref(ws, t.ref, f"target {t.path}")
     pins = head_pins(ledger, head)
     control: dict[str, Any] | None = None
     new_bundle: PolicyBundle | None = None
@@ -419,7 +439,7 @@ def plan(
             check_pins(pins, bundle, trust)
 
     # 3. the evidence, against the pinned trust roots and the targets' bytes
-    evidence = read_evidence(ws.store, capsule, trust)
+    evidence = read_evidence(ws.store, capsule, trust, sha256)
     if control is not None:
         want = {"policy": control["policy"]["new"], "trust": control["trust"]["new"]}
         _check_control_evidence(
@@ -454,7 +474,11 @@ def plan(
             hash_bytes(input_bytes),
         )
     else:
-        decision = decide(engine_from_config(ws.engine_config, engine), bundle, doc)
+        decision = decide(engine_from_config(ws.engine_config, engine), bundle, doc, input_bytes)
+    # The input's documents (the parsed capsule, the current pointers, the evidence as
+    # the policy saw it) are in `input_bytes` now: with 100,000 targets they are about
+    # 100 MB that the VSA and the entry can reuse (issue 15, 500 MiB).
+    del doc, capsule_doc
     key = _runner_key(ws, new_trust)
     vsa = _vsa(
         ws,
@@ -464,6 +488,7 @@ def plan(
         changes,
         evidence=[a.ref for a in evidence],
         decision=decision,
+        known=sha256,
         pinned={
             "policy": new_bundle.encode() if new_bundle is not None else bundle.encode(),
             "trust": new_trust.encode(),
@@ -556,6 +581,7 @@ def promote(
         store.put_bytes(p.vsa)  # the entry names it: a receipt starts here
         crashpoint("promote.state-stored")
         new_head = ledger.commit(p.head, p.entry, p.state_after)
+        del p  # what the view and the report need is above; the plan's memory is not
         guard.close()
         # Past the commit point the promotion has happened, whatever follows.
         reasons = list(getattr(ledger, "warnings", []))

@@ -157,13 +157,18 @@ class Engine(abc.ABC):
         """The engine's version, recorded in every decision."""
 
     @abc.abstractmethod
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+    def evaluate(self, bundle: PolicyBundle, input_json: str | bytes) -> dict[str, Any]:
         """`{"allow": value, "deny": value}`, a key left out when its rule is undefined.
+        `input_json`: the input's JSON text (the gate passes its canonical bytes).
 
         Raises:
             PolicyError: on any engine failure.
             EngineTimeout: past `timeout` seconds.
         """
+
+
+def _utf8(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode()
 
 
 def dist_version(name: str) -> str:
@@ -214,24 +219,30 @@ class RegorusEngine(Engine):
     def version(self) -> str:
         return dist_version("gordon-to-regorus")
 
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
-        queries = rule_queries(bundle.package)
-        request = json.dumps(
-            {"files": dict(bundle.files), "queries": list(queries), "input": input_json}
-        ).encode()
+    def evaluate(self, bundle: PolicyBundle, input_json: str | bytes) -> dict[str, Any]:
+        # The request: one line of JSON (files, queries), then the input's JSON as it
+        # is, from a temporary file rather than a pipe: an input of 100,000 targets is
+        # tens of MB, and is neither copied into the request nor escaped into a string.
+        head = json.dumps(
+            {"files": dict(bundle.files), "queries": list(rule_queries(bundle.package))}
+        )
         env = {**os.environ, "RUST_BACKTRACE": "0"}
         try:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "promote.policy.regorus_child"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-            )
+            with tempfile.TemporaryFile(prefix="promote-regorus-") as request:
+                request.write(head.encode() + b"\n")
+                request.write(_utf8(input_json))
+                request.seek(0)
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "promote.policy.regorus_child"],
+                    stdin=request,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                )
         except OSError as e:
             raise PolicyError(f"regorus: cannot start the evaluation process: {e}") from None
         try:
-            out, err = child.communicate(request, timeout=self.timeout)
+            out, err = child.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             child.kill()
             child.communicate()
@@ -281,7 +292,7 @@ class OpaCliEngine(Engine):
                 return line.split(":", 1)[1].strip()
         return "unknown"
 
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+    def evaluate(self, bundle: PolicyBundle, input_json: str | bytes) -> dict[str, Any]:
         allow, deny = rule_queries(bundle.package)
         # One query, two rules: each collected into a list, empty when undefined.
         query = f'{{"allow": [x | x := {allow}], "deny": [x | x := {deny}]}}'
@@ -296,7 +307,7 @@ class OpaCliEngine(Engine):
             args.append(query)
             try:
                 r = subprocess.run(
-                    args, input=input_json.encode(), capture_output=True, timeout=self.timeout
+                    args, input=_utf8(input_json), capture_output=True, timeout=self.timeout
                 )
             except subprocess.TimeoutExpired:
                 raise EngineTimeout(
@@ -387,7 +398,7 @@ class OpaRestEngine(Engine):
             )
         return found
 
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+    def evaluate(self, bundle: PolicyBundle, input_json: str | bytes) -> dict[str, Any]:
         value: dict[str, Any] = _with_deadline(
             self.timeout, f"OPA at {self.url}", self._evaluate, bundle, input_json
         )
@@ -417,9 +428,9 @@ class OpaRestEngine(Engine):
             f" ({'; '.join(parts)})"
         )
 
-    def _evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+    def _evaluate(self, bundle: PolicyBundle, input_json: str | bytes) -> dict[str, Any]:
         self._check_served(bundle)
-        body = b'{"input":' + input_json.encode() + b"}"
+        body = b'{"input":' + _utf8(input_json) + b"}"
         out: dict[str, Any] = {}
         for key, query in zip(("allow", "deny"), rule_queries(bundle.package), strict=True):
             path = "/v1/data/" + query[5:].replace(".", "/") + "?strict-builtin-errors=true"
@@ -590,13 +601,17 @@ def _verdict(value: Any) -> tuple[bool, tuple[str, ...]]:
     return True, ()
 
 
-def decide(engine: Engine, bundle: PolicyBundle, input_doc: Any) -> Decision:
+def decide(
+    engine: Engine, bundle: PolicyBundle, input_doc: Any, input_bytes: bytes | None = None
+) -> Decision:
     """Ask the policy. A policy problem is a deny with a reason, never an exception.
+    `input_bytes`, when the caller has them, are `canonical(input_doc)`.
 
     Raises:
         EngineTimeout: the engine did not answer within its timeout; no decision.
     """
-    input_bytes = canonical(input_doc)
+    if input_bytes is None:
+        input_bytes = canonical(input_doc)
     reasons: tuple[str, ...]
     try:
         version = engine.version()
@@ -605,7 +620,7 @@ def decide(engine: Engine, bundle: PolicyBundle, input_doc: Any) -> Decision:
         allow, reasons = False, (f"policy engine error: {e}",)
     else:
         try:
-            allow, reasons = _verdict(engine.evaluate(bundle, input_bytes.decode()))
+            allow, reasons = _verdict(engine.evaluate(bundle, input_bytes))
         except PolicyError as e:
             allow, reasons = False, (f"policy engine error: {e}",)
     return Decision(

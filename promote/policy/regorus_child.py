@@ -1,7 +1,8 @@
 """The regorus engine's child process: one evaluation, killed by the parent at its deadline.
 
-Reads one JSON request on stdin, `{"files": {name: rego}, "queries": [...], "input": "<json>"}`,
-and writes one JSON answer on stdout: `{"values": [value | null, ...]}` (null for an
+Reads one request on stdin: a line of JSON, `{"files": {name: rego}, "queries": [...]}`,
+then the input's JSON text to the end (not escaped into a string: it may be tens of
+MB), and writes one JSON answer on stdout: `{"values": [value | null, ...]}` (null for an
 undefined query, in the order asked), or `{"error": "<message>"}`. Each query is a rule,
 `data.<package>.<rule>`, never the package document: regorus 0.13 mis-evaluates a rule
 read through the package when the package spans several modules.
@@ -56,7 +57,9 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    request = json.loads(sys.stdin.buffer.read())
+    head, _, input_json = sys.stdin.buffer.read().partition(b"\n")
+    request = json.loads(head)
+    request["input"] = input_json.decode()
     sys.stdout.buffer.write(json.dumps(evaluate(request)).encode())
 
 
