@@ -33,7 +33,7 @@ from promote.attest.errors import Untrusted
 from promote.attest.keys import PrivateKey
 from promote.attest.statement import CONTROL_PREDICATE
 from promote.attest.trust import TrustRoots
-from promote.canonical import canonical, pretty
+from promote.canonical import MAX_DOCUMENT, canonical, pretty
 from promote.errors import Denied, InvalidCapsule, LinkageError, PolicyError
 from promote.evidence import Attestation, read_evidence
 from promote.ledger.backend import CommitBackend, load_state
@@ -479,6 +479,7 @@ def plan(
     # the policy saw it) are in `input_bytes` now: with 100,000 targets they are about
     # 100 MB that the VSA and the entry can reuse (issue 15, 500 MiB).
     del doc, capsule_doc
+    state_bytes = after.encode()
     key = _runner_key(ws, new_trust)
     vsa = _vsa(
         ws,
@@ -492,10 +493,12 @@ def plan(
         pinned={
             "policy": new_bundle.encode() if new_bundle is not None else bundle.encode(),
             "trust": new_trust.encode(),
-            "state": after.encode(),
+            "state": state_bytes,
             "decided": bundle.encode(),
         },
     )
+    state_size = len(state_bytes)
+    del state_bytes  # tens of MB at 100,000 paths; the entry is built next
     unsigned = build_entry(
         head,
         capsule=capsule_ref,
@@ -508,6 +511,15 @@ def plan(
         changes=changes,
     )
     entry = sign_entry(unsigned, key)
+    # What the ledger's readers (verify, justify, log) accept: a promotion whose entry
+    # or state they would refuse is refused here, before the commit point, rather than
+    # committed and then unverifiable.
+    for what, size in (("ledger entry", len(entry.data)), ("pointer state", state_size)):
+        if size > MAX_DOCUMENT:
+            raise InvalidCapsule(
+                f"the {what} of this promotion would be {size} bytes, more than the"
+                f" {MAX_DOCUMENT} a reader of the ledger accepts: promote fewer targets at once"
+            )
     return Plan(
         capsule_bytes,
         capsule,

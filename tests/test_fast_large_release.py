@@ -4,7 +4,11 @@ it names every target."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
+from helpers import Flow
 
 from promote.attest.statement import MAX_SUBJECTS
 from promote.vsa import STATE_SUBJECT, vsa_subjects
@@ -29,3 +33,31 @@ def test_past_the_limit_the_state_is_the_subject() -> None:
     [only] = vsa_subjects(_doc(MAX_SUBJECTS + 1))
     assert only.name == STATE_SUBJECT
     assert str(only.ref.digest) == STATE["digest"] and only.ref.size == STATE["size"]
+
+
+def test_an_entry_readers_would_refuse_is_refused_before_the_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger's readers accept documents up to MAX_DOCUMENT: a promotion whose
+    entry is larger is refused (exit 2) and commits nothing, instead of writing an
+    entry `promote verify` cannot read. (The limit is lowered here so that a small
+    release crosses it.)"""
+    from promote import gate
+    from promote.verify import open_ledger
+    from promote.workspace import Workspace
+
+    flow = Flow.init(tmp_path / "ws")
+    ref = flow.put(b"app 1.0.0\n")
+    capsule = flow.capsule({"release/app.txt": ref[0]}, flow.check([ref]))
+    ws = Workspace.find(flow.root)
+    ledger = open_ledger(ws)
+    planned = gate.promote(ws, ledger, str(capsule), dry_run=True)
+    assert planned.exit_code == 0 and planned.entry is not None
+    monkeypatch.setattr(gate, "MAX_DOCUMENT", len(planned.entry.data) - 1)
+    outcome = gate.promote(ws, ledger, str(capsule))
+    assert (outcome.status, outcome.exit_code) == ("failed", 2)
+    assert "ledger entry of this promotion would be" in outcome.reasons[0]
+    assert ledger.head().seq == 0
+    monkeypatch.setattr(gate, "MAX_DOCUMENT", len(planned.entry.data))
+    assert gate.promote(ws, ledger, str(capsule)).exit_code == 0
+    assert ledger.head().seq == 1
