@@ -53,7 +53,16 @@ from promote.ledger.backend import CommitBackend
 from promote.ledger.entry import EMPTY_STATE, Entry, Head, entry_signature_ok, parse_entry
 from promote.model import Capsule, Change, State
 
-__all__ = ["Unjustified", "Unsigned", "justify_ledger", "pins_after", "require_justified"]
+__all__ = [
+    "Start",
+    "Unjustified",
+    "Unsigned",
+    "justify_ledger",
+    "justify_range",
+    "pins_after",
+    "range_starts",
+    "require_justified",
+]
 
 #: The largest capsule, decision, input or trust document read back.
 MAX_DOC = 16 << 20
@@ -458,6 +467,161 @@ def _entries(ledger: CommitBackend, start: int = 1) -> Iterator[tuple[int, Entry
             yield seq, e
 
 
+@attrs.frozen
+class Start:
+    """What is in force before entry `seq`: the head and the state the entries before
+    it left, and the pins they left (`_next_pins`)."""
+
+    seq: int
+    head: Head
+    state: State
+    pinned: _Pins
+
+
+def _first(store: ObjectStore, since: tuple[Entry, State] | None) -> Start:
+    if since is None:
+        return Start(1, Head.genesis(), EMPTY_STATE, _Pins())
+    return Start(since[0].seq + 1, since[0].head(), since[1], pins_after(store, since[0]))
+
+
+def _next_pins(
+    store: ObjectStore, entry: Entry, pinned: _Pins, memo: _Memo, allow_unsigned: bool
+) -> _Pins:
+    """The pins in force after `entry`, whether it re-justifies or not (the next
+    entry is checked against what the chain says was in force; a failure is reported
+    where it is). A v1 entry reported `unsigned` changes nothing; any other v1 entry
+    moves the policy; a v2 entry moves the policy and its trust roots
+    (`_recorded_pins`: what a v2 entry that re-justifies leaves, too, as its trust
+    roots were read to justify it)."""
+    if entry.version == 1:
+        if pinned.trust_ref is None and not allow_unsigned:
+            return pinned
+        return attrs.evolve(pinned, policy=ObjectRef.from_dict(entry.doc["policy"]))
+    return _recorded_pins(store, entry, pinned, memo)
+
+
+def _walk(
+    ledger: CommitBackend,
+    store: ObjectStore,
+    start: Start,
+    stop: int | None,
+    memo: _Memo,
+    allow_unsigned: bool,
+) -> Iterator[tuple[Entry, Start]]:
+    """The entries from `start.seq` (up to `stop`, exclusive), each with what is in
+    force before it. Ends at a malformed entry or a broken link (`verify_ledger`
+    reports those)."""
+    head, state, pinned = start.head, start.state, start.pinned
+    for seq, entry in _entries(ledger, start.seq):
+        if stop is not None and seq >= stop:
+            break
+        if isinstance(entry, IntegrityError) or entry.doc["prev"] != (
+            str(head.entry) if head.entry else None
+        ):
+            break
+        yield entry, Start(seq, head, state, pinned)
+        pinned = _next_pins(store, entry, pinned, memo, allow_unsigned)
+        state = state.apply(entry.changes)
+        head = entry.head()
+
+
+def _check(
+    store: ObjectStore,
+    entry: Entry,
+    at: Start,
+    memo: _Memo,
+    *,
+    allow_unsigned: bool,
+    replay: bool,
+    engine_config: Mapping[str, Any],
+) -> Problem | None:
+    """Re-justify one entry: None, or the problem naming the first check it fails."""
+    where = f"ledger entry {at.seq}"
+    try:
+        if entry.version == 1:
+            if at.pinned.trust_ref is not None:
+                raise Unjustified("an unsigned v1 entry after signed v2 entries (a downgrade)")
+            if not allow_unsigned:
+                raise Unsigned(
+                    "unsigned (promote-ledger-entry/v1): verify with --allow-unsigned to accept"
+                )
+            _justify_v1(store, entry, at.state)
+        else:
+            _justify_v2(
+                store,
+                entry,
+                at.head,
+                at.state,
+                at.pinned,
+                replay=replay,
+                engine_config=engine_config,
+                memo=memo,
+            )
+    except Unsigned as e:
+        return Problem("unsigned", where, str(e))
+    except (Unjustified, IntegrityError, LinkageError) as e:
+        return Problem("unjustified", where, str(e))
+    return None
+
+
+def justify_range(
+    ledger: CommitBackend,
+    store: ObjectStore,
+    start: Start,
+    stop: int | None = None,
+    *,
+    allow_unsigned: bool = False,
+    replay: bool = False,
+    engine_config: Mapping[str, Any] | None = None,
+) -> list[Problem]:
+    """Re-justify the entries from `start` (a `range_starts` element, or the first) up
+    to `stop` (exclusive): what `justify_ledger` finds for them.
+
+    Raises:
+        EngineTimeout, DatabaseError: what reading or replaying could not finish.
+    """
+    memo = _Memo()
+    problems = []
+    for entry, at in _walk(ledger, store, start, stop, memo, allow_unsigned):
+        found = _check(
+            store,
+            entry,
+            at,
+            memo,
+            allow_unsigned=allow_unsigned,
+            replay=replay,
+            engine_config=engine_config or {},
+        )
+        if found is not None:
+            problems.append(found)
+    return problems
+
+
+def range_starts(
+    ledger: CommitBackend,
+    store: ObjectStore,
+    every: int,
+    *,
+    since: tuple[Entry, State] | None = None,
+    allow_unsigned: bool = False,
+) -> tuple[list[Start], int]:
+    """Where ranges of `every` entries start, for `justify_range` on several cores,
+    and the seq after the last entry to re-justify: one walk over the chain (parse,
+    replay, pins) that re-justifies nothing. The ranges together re-justify what
+    `justify_ledger` does, in the same order.
+
+    Raises:
+        Unjustified: `since` is an entry whose pins cannot be read (`pins_after`).
+    """
+    first = _first(store, since)
+    starts, end = [], first.seq
+    for _, at in _walk(ledger, store, first, None, _Memo(), allow_unsigned):
+        if (at.seq - first.seq) % every == 0:
+            starts.append(at)
+        end = at.seq + 1
+    return starts, end
+
+
 def justify_ledger(
     ledger: CommitBackend,
     store: ObjectStore,
@@ -482,51 +646,15 @@ def justify_ledger(
         EngineTimeout, DatabaseError: what reading or replaying could not finish.
         Unjustified: `since` is an entry whose pins cannot be read (`pins_after`).
     """
-    problems: list[Problem] = []
-    memo = _Memo()
-    pinned = _Pins()
-    state = EMPTY_STATE
-    head = Head.genesis()
-    if since is not None:
-        pinned = pins_after(store, since[0])
-        head, state = since[0].head(), since[1]
-    for seq, entry in _entries(ledger, head.seq + 1):
-        if upto is not None and seq > upto:
-            break
-        if isinstance(entry, IntegrityError) or entry.doc["prev"] != (
-            str(head.entry) if head.entry else None
-        ):
-            break
-        where = f"ledger entry {seq}"
-        try:
-            if entry.version == 1:
-                if pinned.trust_ref is not None:
-                    raise Unjustified("an unsigned v1 entry after signed v2 entries (a downgrade)")
-                if not allow_unsigned:
-                    raise Unsigned(
-                        "unsigned (promote-ledger-entry/v1): verify with --allow-unsigned to accept"
-                    )
-                _justify_v1(store, entry, state)
-                pinned = attrs.evolve(pinned, policy=ObjectRef.from_dict(entry.doc["policy"]))
-            else:
-                pinned = _justify_v2(
-                    store,
-                    entry,
-                    head,
-                    state,
-                    pinned,
-                    replay=replay,
-                    engine_config=engine_config or {},
-                    memo=memo,
-                )
-        except Unsigned as e:
-            problems.append(Problem("unsigned", where, str(e)))
-        except (Unjustified, IntegrityError, LinkageError) as e:
-            problems.append(Problem("unjustified", where, str(e)))
-            pinned = _recorded_pins(store, entry, pinned, memo)
-        state = state.apply(entry.changes)
-        head = entry.head()
-    return problems
+    return justify_range(
+        ledger,
+        store,
+        _first(store, since),
+        upto + 1 if upto is not None else None,
+        allow_unsigned=allow_unsigned,
+        replay=replay,
+        engine_config=engine_config,
+    )
 
 
 def require_justified(

@@ -163,6 +163,11 @@ def verify_ledger(
     return problems, (None if broken else state), (None if broken else state_ref)
 
 
+#: The fewest entries a worker re-justifies at a time (forking and the walk to a
+#: range's start cost about as much as this many entries).
+MIN_RANGE = 64
+
+
 def chain_and_justify(
     ws: Workspace,
     ledger: CommitBackend,
@@ -172,16 +177,20 @@ def chain_and_justify(
     allow_unsigned: bool = False,
     replay: bool = False,
     jobs: int | None = None,
+    every: int | None = None,
 ) -> tuple[list[Problem], State | None, ObjectRef | None, list[Problem]]:
     """`verify_ledger`, and the re-justification of the entries (`justify_ledger`, []
     when the chain is not whole): the same findings, in the same order, for any `jobs`
     (default: the cores this process may use, `cas._workers.default_jobs`).
 
     With more than one job, on a file ledger and a directory store, in a process with
-    no other thread, the two run side by side in two forked processes
-    (`cas._workers.fork_map`): both only read. The
-    re-justification then runs whether or not the chain is whole, and what it found, or
-    the error it raised, is used only when it is, as when they run one after the other.
+    no other thread: one walk over the chain here finds where ranges of entries start
+    (`promote.justify.range_starts`: the head, state and pins before each), then the
+    chain checks and the ranges (of `every` entries; default: about four per job, at
+    least `MIN_RANGE`) run on forked processes (`cas._workers.fork_map`), which only
+    read. The re-justification then runs whether or not the chain is whole; what it
+    found, or the first error it raised in entry order (an engine timeout under
+    `--replay`), is used only when the chain is whole, as when it runs after the chain.
 
     Raises:
         EngineTimeout, DatabaseError: what the re-justification could not finish.
@@ -190,45 +199,70 @@ def chain_and_justify(
 
     from cas._workers import default_jobs, fork_map
     from cas.local import LocalStore
-    from promote.justify import justify_ledger
+    from promote.justify import justify_ledger, justify_range, range_starts
     from promote.ledger.files import FileLedger
-
-    def chain() -> tuple[list[Problem], State | None, ObjectRef | None]:
-        return verify_ledger(ledger, store, since)
-
-    def justify() -> list[Problem]:
-        return justify_ledger(
-            ledger,
-            store,
-            allow_unsigned=allow_unsigned,
-            replay=replay,
-            engine_config=ws.engine_config,
-            since=since,
-        )
 
     jobs = default_jobs() if jobs is None else jobs
     forkable = isinstance(ledger, FileLedger) and isinstance(store, LocalStore)
     # a process with other threads (the web view's server) is never forked: a lock one
     # of them holds would stay held in the child
     if jobs < 2 or not forkable or threading.active_count() > 1:
-        problems, state, ref = chain()
-        return problems, state, ref, (justify() if state is not None else [])
+        problems, state, ref = verify_ledger(ledger, store, since)
+        justified: list[Problem] = []
+        if state is not None:
+            justified = justify_ledger(
+                ledger,
+                store,
+                allow_unsigned=allow_unsigned,
+                replay=replay,
+                engine_config=ws.engine_config,
+                since=since,
+            )
+        return problems, state, ref, justified
 
-    def run(task: str) -> Any:
-        if task == "chain":
-            return chain()
+    error: CasError | None = None
+    ranges: list[tuple[Any, int]] = []
+    try:
+        first = since[0].seq + 1 if since is not None else 1
+        size = max(0, ledger.head().seq - first + 1)
+        step = every or max(MIN_RANGE, -(-size // (jobs * 4)))
+        starts, end = range_starts(ledger, store, step, since=since, allow_unsigned=allow_unsigned)
+        stops = [s.seq for s in starts[1:]] + [end]
+        ranges = list(zip(starts, stops, strict=False))  # none when there is no entry
+    except CasError as e:  # raised below only if the chain is whole, as one by one
+        error = e
+
+    def run(task: int) -> Any:
+        if task < 0:
+            return verify_ledger(ledger, store, since)
+        start, stop = ranges[task]
         try:
-            return justify(), None
-        except CasError as e:  # raised below only if the chain is whole, as one by one
+            found = justify_range(
+                ledger,
+                store,
+                start,
+                stop,
+                allow_unsigned=allow_unsigned,
+                replay=replay,
+                engine_config=ws.engine_config,
+            )
+            return found, None
+        except CasError as e:  # as above
             return None, e
 
-    results = dict(fork_map(run, ["chain", "justify"], 2))
+    tasks = [-1, *range(len(ranges))]
+    results = dict(fork_map(run, tasks, jobs))
     problems, state, ref = results[0]
-    justified, error = results[1]
     if state is None:
         return problems, state, ref, []
     if error is not None:
         raise error
+    justified = []
+    for i in range(len(ranges)):
+        found, failed = results[i + 1]
+        if failed is not None:
+            raise failed  # the first in entry order, as one by one
+        justified += found
     return problems, state, ref, justified
 
 

@@ -22,7 +22,7 @@ from cas.digest import hash_bytes
 from promote.attest.keys import load_private_key
 from promote.ledger.entry import UnsignedEntry, sign_entry
 from promote.ledger.files import FileLedger
-from promote.verify import verify_workspace
+from promote.verify import chain_and_justify, verify_workspace
 from promote.workspace import Workspace
 
 ENTRIES = "execution/ledger/entries"
@@ -295,6 +295,11 @@ def test_the_findings_are_the_same_for_any_job_count(flow: Flow, damage: str) ->
         for jobs in (1, 2, 1, 2)
     ]
     assert runs[0] == runs[1] == runs[2] == runs[3]
+    # and in ranges of 1 and 2 entries, on 2 and 3 cores
+    one = chain_and_justify(ws, FileLedger(ws.ledger_dir, ws.store), ws.store, jobs=1)
+    for jobs, every in ((2, 1), (3, 1), (2, 2)):
+        ledger = FileLedger(ws.ledger_dir, ws.store)
+        assert chain_and_justify(ws, ledger, ws.store, jobs=jobs, every=every) == one
     kinds = [(p.kind, p.location) for p in runs[0]]
     want = {
         "resigned": [("unjustified", "ledger entry 3")],
