@@ -307,3 +307,41 @@ def test_the_findings_are_the_same_for_any_job_count(flow: Flow, damage: str) ->
         "none": [],
     }[damage]
     assert kinds == want, kinds
+
+
+def test_ranges_carry_the_pins_a_control_entry_moves(flow: Flow) -> None:
+    """A trust change in the middle (entry 2: the checker key replaced), releases
+    checked by the new key after it, and a last entry that does not re-justify: every
+    split of the re-justification into ranges finds what one walk finds, against the
+    trust roots each entry had in force."""
+    from attest.signers import signer, trust_of
+
+    from promote.attest.keys import new_key, write_key_pair
+    from promote.attest.trust import TRUST_PATH, load_trust
+
+    assert flow.release({"release/a.txt": b"1"}).returncode == 0
+    checker = new_key()
+    write_key_pair(flow.root / "new-checker.pem", checker)
+    trust = load_trust((flow.root / TRUST_PATH).read_bytes())
+    signers = [s for s in trust.signers if s.id != "demo-checker"]
+    (flow.root / TRUST_PATH).write_bytes(
+        trust_of(*signers, signer("new-checker", ["checker"], checker)).encode()
+    )
+    flow.control()
+    for data in (b"2", b"3"):
+        d = flow.put(data)
+        check = flow.check([d], key=str(flow.root / "new-checker.pem"))
+        cap = flow.capsule({"release/a.txt": d[0]}, check)
+        assert flow.run("promote", cap).returncode == 0
+    for name in SAVED:
+        (flow.root / name).unlink()
+    ws = Workspace.load(flow.root)
+    clean = chain_and_justify(ws, FileLedger(ws.ledger_dir, ws.store), ws.store, jobs=1)
+    assert clean[0] == [] and clean[3] == []
+    second = json.loads((flow.root / ENTRIES / f"{3:012d}.json").read_bytes())
+    _resign(flow, 4, "runner", {"decision": second["decision"]})
+    one = chain_and_justify(ws, FileLedger(ws.ledger_dir, ws.store), ws.store, jobs=1)
+    assert [(p.kind, p.location) for p in one[3]] == [("unjustified", "ledger entry 4")]
+    for jobs, every in ((2, 1), (3, 1), (2, 3), (4, 2)):
+        ledger = FileLedger(ws.ledger_dir, ws.store)
+        assert chain_and_justify(ws, ledger, ws.store, jobs=jobs, every=every) == one
