@@ -389,6 +389,22 @@ def _vsa(
     return sign_vsa(statement, key).encode()
 
 
+def _check_readable(what: str, size: int) -> None:
+    """Refuse, before the commit point, a promotion that would store a document larger
+    than the ledger's readers accept (verify, justify and log read at most
+    MAX_DOCUMENT bytes of an entry, a state or a decision's input): committed, it
+    could never be verified again.
+
+    Raises:
+        InvalidCapsule (2): naming the document and its size.
+    """
+    if size > MAX_DOCUMENT:
+        raise InvalidCapsule(
+            f"the {what} of this promotion would be {size} bytes, more than the"
+            f" {MAX_DOCUMENT} a reader of the ledger accepts: promote fewer targets at once"
+        )
+
+
 def plan(
     ws: Workspace, ledger: CommitBackend, capsule_bytes: bytes, engine: str | None = None
 ) -> Plan:
@@ -464,6 +480,7 @@ def plan(
         control=control,
     )
     input_bytes = canonical(doc)
+    _check_readable("policy input", len(input_bytes))
     if bundle_error is not None:
         decision = Decision(
             False,
@@ -511,15 +528,8 @@ def plan(
         changes=changes,
     )
     entry = sign_entry(unsigned, key)
-    # What the ledger's readers (verify, justify, log) accept: a promotion whose entry
-    # or state they would refuse is refused here, before the commit point, rather than
-    # committed and then unverifiable.
-    for what, size in (("ledger entry", len(entry.data)), ("pointer state", state_size)):
-        if size > MAX_DOCUMENT:
-            raise InvalidCapsule(
-                f"the {what} of this promotion would be {size} bytes, more than the"
-                f" {MAX_DOCUMENT} a reader of the ledger accepts: promote fewer targets at once"
-            )
+    _check_readable("ledger entry", len(entry.data))
+    _check_readable("pointer state", state_size)
     return Plan(
         capsule_bytes,
         capsule,

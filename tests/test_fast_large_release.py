@@ -39,9 +39,9 @@ def test_an_entry_readers_would_refuse_is_refused_before_the_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The ledger's readers accept documents up to MAX_DOCUMENT: a promotion whose
-    entry is larger is refused (exit 2) and commits nothing, instead of writing an
-    entry `promote verify` cannot read. (The limit is lowered here so that a small
-    release crosses it.)"""
+    input, entry or state is larger is refused (exit 2) and commits nothing, instead
+    of writing what `promote verify` cannot read. (The limit is lowered here so that a
+    small release crosses it.)"""
     from promote import gate
     from promote.verify import open_ledger
     from promote.workspace import Workspace
@@ -53,11 +53,22 @@ def test_an_entry_readers_would_refuse_is_refused_before_the_commit(
     ledger = open_ledger(ws)
     planned = gate.promote(ws, ledger, str(capsule), dry_run=True)
     assert planned.exit_code == 0 and planned.entry is not None
-    monkeypatch.setattr(gate, "MAX_DOCUMENT", len(planned.entry.data) - 1)
+    monkeypatch.setattr(gate, "MAX_DOCUMENT", 500)  # below the input's and the entry's size
     outcome = gate.promote(ws, ledger, str(capsule))
     assert (outcome.status, outcome.exit_code) == ("failed", 2)
-    assert "ledger entry of this promotion would be" in outcome.reasons[0]
+    assert "of this promotion would be" in outcome.reasons[0]
     assert ledger.head().seq == 0
-    monkeypatch.setattr(gate, "MAX_DOCUMENT", len(planned.entry.data))
+    monkeypatch.undo()
     assert gate.promote(ws, ledger, str(capsule)).exit_code == 0
     assert ledger.head().seq == 1
+
+
+@pytest.mark.parametrize("what", ["policy input", "ledger entry", "pointer state"])
+def test_each_document_is_held_to_the_readers_limit(what: str) -> None:
+    from promote.canonical import MAX_DOCUMENT
+    from promote.errors import InvalidCapsule
+    from promote.gate import _check_readable
+
+    _check_readable(what, MAX_DOCUMENT)
+    with pytest.raises(InvalidCapsule, match=f"the {what} of this promotion would be"):
+        _check_readable(what, MAX_DOCUMENT + 1)
