@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -65,7 +66,69 @@ def _validator() -> Any:
     return jsonschema.Draft202012Validator(schema)
 
 
+# jsonschema's import is a good part of a small promote's start-up, and every promote
+# loads the trust roots. `_trust_ok` says, in plain Python, what trust.schema.json
+# requires: a document it accepts is valid; anything else goes to jsonschema, which
+# decides and words the errors. So it may refuse more than the schema (a threshold
+# written 1.0), never less: tests/test_fast_trust_schema.py compares the two.
+
+#: The schema's patterns, matched as jsonschema matches them (`re.search`).
+_SIGNER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_KEYID = re.compile(r"^[0-9a-f]{64}$")
+_PEM_START = "-----BEGIN PUBLIC KEY-----"
+_TOP = frozenset({"schema", "signers", "roles"})
+_SIGNER = frozenset({"id", "roles", "keys"})
+_KEY = frozenset({"keyid", "public_key"})
+_THRESHOLD = frozenset({"threshold"})
+
+
+def _key_ok(k: Any) -> bool:
+    if type(k) is not dict or k.keys() != _KEY:
+        return False
+    keyid, pem = k["keyid"], k["public_key"]
+    if type(keyid) is not str or _KEYID.search(keyid) is None:
+        return False
+    return type(pem) is str and len(pem) <= 4096 and pem.startswith(_PEM_START)
+
+
+def _signer_ok(s: Any) -> bool:
+    if type(s) is not dict or s.keys() != _SIGNER:
+        return False
+    sid, roles, keys = s["id"], s["roles"], s["keys"]
+    if type(sid) is not str or _SIGNER_ID.search(sid) is None:
+        return False
+    if type(roles) is not list or not roles:
+        return False
+    if not all(type(r) is str and r in ROLES for r in roles) or len(set(roles)) != len(roles):
+        return False
+    if type(keys) is not list or not 1 <= len(keys) <= 16:
+        return False
+    return all(_key_ok(k) for k in keys)
+
+
+def _trust_ok(doc: Any) -> bool:
+    """Whether `doc` certainly matches trust.schema.json (False: ask jsonschema)."""
+    if type(doc) is not dict or doc.keys() != _TOP:
+        return False
+    schema, signers, roles = doc["schema"], doc["signers"], doc["roles"]
+    if type(schema) is not str or schema != TRUST_SCHEMA:
+        return False
+    if type(signers) is not list or len(signers) > 256:
+        return False
+    if type(roles) is not dict or roles.keys() != set(ROLES):
+        return False
+    for role in roles.values():
+        if type(role) is not dict or role.keys() != _THRESHOLD:
+            return False
+        threshold = role["threshold"]
+        if type(threshold) is not int or not 1 <= threshold <= 256:
+            return False
+    return all(_signer_ok(s) for s in signers)
+
+
 def _schema_errors(doc: Any) -> list[str]:
+    if _trust_ok(doc):
+        return []
     errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
     out = []
     for e in errors[:3]:
