@@ -22,23 +22,11 @@ from typing import NoReturn
 import click
 
 from cas import _cli
+from promote._entry import FAMILIES
+from promote._entry import is_capsule as _is_capsule
 
 __all__ = ["FAMILIES", "main", "run_main"]
 
-#: family module -> (its `promote` commands, its `promote ledger` commands, its
-#: `promote key` commands)
-FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "promotion": (("init", "run", "revert", "recover", "capsule"), (), ()),
-    "verify": (("verify", "verify-tree"), ("verify", "verify-chain"), ()),
-    "history": (("log", "show", "status"), (), ()),
-    "proofs": ((), ("checkpoint", "prove", "verify-proof"), ()),
-    "receipts": (("receipt", "verify-receipt"), ("witness",), ("vkey",)),
-    "policy": (("policy",), (), ()),
-    "remote": (("db", "store", "checkout"), ("export", "push"), ()),
-    "attest": (("key", "attest"), (), ()),
-    "control": (("control",), (), ()),
-    "serve": (("serve",), (), ()),
-}
 _LOADED: set[str] = set()
 
 
@@ -129,14 +117,6 @@ class _DefaultRun(click.Group):
         with formatter.section("Options of promote CAPSULE (promote run)"):
             formatter.write_dl(rows)
         self.format_commands(ctx, formatter)
-
-
-def _is_capsule(word: str) -> bool:
-    """Whether a first word that names no command is meant as a capsule: an existing
-    path, a digest, or something spelled like a file (`x.json`, `dir/x`)."""
-    import os
-
-    return os.path.lexists(word) or word.startswith("blake3:") or "." in word or "/" in word
 
 
 @click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})

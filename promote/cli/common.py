@@ -13,6 +13,7 @@ import click
 from click.decorators import FC
 
 from cas.errors import UsageError
+from promote._entry import print_outcome
 
 __all__ = [
     "ENGINES",
@@ -41,28 +42,6 @@ engine_option = click.option(
 def dry_run_option(text: str) -> Callable[[FC], FC]:
     """`--dry-run`: the gate's steps 1-4 only, then `text`."""
     return click.option("--dry-run", is_flag=True, help=f"Steps 1-4 only: {text}")
-
-
-def print_outcome(outcome: Any) -> None:
-    """A run's result: `promoted: ...` or `planned` on stdout; a refusal as one line
-    on stderr, `promote: error|denied|conflict: <reasons>` (see `cas._cli.error_line`)."""
-    from cas._cli import error_line
-
-    o = outcome
-    if o.status == "promoted" and o.ledger:
-        click.echo(f"promoted: ledger entry {o.ledger.seq} {o.ledger.entry}")
-        if o.reasons:  # committed, but something after the commit point failed
-            click.echo("promote: warning: " + "; ".join(o.reasons), err=True)
-    elif o.exit_code == 0:
-        click.echo(o.status)
-    else:
-        click.echo(error_line("promote", "; ".join(o.reasons) or o.status, o.exit_code), err=True)
-    for c in o.changes:
-        before = c.before.digest if c.before else "absent"
-        click.echo(f"  {c.path}: {before} -> {c.after.digest if c.after else 'absent'}")
-    if o.entry is not None:
-        click.echo("ledger entry it would write:")
-        click.echo(o.entry.data.decode())
 
 
 def read_input(path: Path, what: str) -> bytes:

@@ -71,15 +71,9 @@ def init(
 @click.pass_context
 def run(ctx: click.Context, capsule: str, as_json: bool, dry_run: bool, engine: str | None) -> None:
     """Promote CAPSULE (a capsule file, or a capsule digest in the store)."""
-    from promote.gate import promote
+    from promote._entry import run_capsule
 
-    ws = workspace(ctx)
-    outcome = promote(ws, open_ledger(ws), capsule, engine=engine, dry_run=dry_run)
-    if as_json:
-        emit_json(outcome.to_dict())
-    else:
-        print_outcome(outcome)
-    ctx.exit(outcome.exit_code)
+    ctx.exit(run_capsule(ctx.find_root().obj["root"], capsule, as_json, dry_run, engine))
 
 
 @click.command(name="revert")
