@@ -2,11 +2,17 @@
 jsonschema itself: on generated valid trust documents and on mutations of them, the
 fast check accepts exactly what trust.schema.json accepts, except a threshold written
 as a float (1.0 is an integer to JSON Schema), which it leaves to jsonschema. It never
-accepts what the schema refuses, and a refusal is still worded by jsonschema."""
+accepts what the schema refuses, and a refusal is still worded by jsonschema.
+
+The same for the keys' fast PEM reading (promote.attest.keys._fast_public and
+_fast_private) against cryptography's PEM parser: a key it reads is the key
+cryptography reads from the same bytes, with the same key id."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import subprocess
 import sys
@@ -14,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from promote.attest import keys
 from promote.attest.errors import InvalidTrust
 from promote.attest.trust import ROLES, _trust_ok, _validator, load_trust
 from promote.demo_keys import write_demo_trust
@@ -201,7 +211,91 @@ def test_real_trust_roots_load_without_jsonschema(tmp_path: Path) -> None:
     code = (
         "import sys; from promote.attest.trust import TRUST_PATH, load_trust;"
         f"load_trust(open({str(tmp_path)!r} + '/' + TRUST_PATH, 'rb').read());"
-        "print('jsonschema' in sys.modules)"
+        "print('jsonschema' in sys.modules,"
+        " 'cryptography.hazmat.primitives.serialization' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout == "False\n"
+    assert out.stdout == "False False\n"
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    b64 = base64.b64encode(der).decode()
+    body = "".join(b64[i : i + 64] + "\n" for i in range(0, len(b64), 64))
+    return f"-----BEGIN {label}-----\n{body}-----END {label}-----\n".encode()
+
+
+def _spki(key: object) -> bytes:
+    der: bytes = key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
+
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+private_keys = st.binary(min_size=32, max_size=32).map(Ed25519PrivateKey.from_private_bytes) | (
+    st.integers(1, P256_ORDER - 1).map(lambda n: ec.derive_private_key(n, ec.SECP256R1()))
+)
+#: DER SubjectPublicKeyInfo: real keys, and the fixed prefixes over arbitrary bytes
+#: (Ed25519 bytes that may not be a point, P-256 points that may be off the curve).
+public_ders = (
+    private_keys.map(lambda k: _spki(k.public_key()))
+    | st.binary(min_size=32, max_size=32).map(lambda b: keys._ED25519_SPKI + b)
+    | st.binary(min_size=64, max_size=64).map(lambda b: keys._P256_SPKI + b"\x04" + b)
+)
+private_ders = st.binary(min_size=32, max_size=32).map(lambda b: keys._ED25519_PKCS8 + b)
+
+
+@st.composite
+def mutated_pems(draw: st.DrawFn, ders: st.SearchStrategy[bytes], label: str) -> bytes:
+    der = bytearray(draw(ders))
+    if draw(st.booleans()):  # a changed DER, canonically encoded
+        i = draw(st.integers(0, len(der) - 1))
+        der[i] = draw(st.integers(0, 255))
+        if draw(st.booleans()):
+            del der[draw(st.integers(0, len(der) - 1))]
+    pem = bytearray(_pem(label, bytes(der)))
+    for _ in range(draw(st.integers(0, 2))):  # and changed PEM text
+        i = draw(st.integers(0, len(pem) - 1))
+        op = draw(st.sampled_from(["set", "drop", "add"]))
+        byte = draw(st.sampled_from(b"A/+=\n\r -z") | st.integers(0, 255))
+        if op == "set":
+            pem[i] = byte
+        elif op == "drop":
+            del pem[i]
+        else:
+            pem.insert(i, byte)
+    return bytes(pem)
+
+
+@SETTINGS
+@given(private_keys)
+def test_real_keys_take_the_fast_path(key: object) -> None:
+    pub = key.public_key()  # type: ignore[attr-defined]
+    fast = keys._fast_public(_pem("PUBLIC KEY", _spki(pub)))
+    assert fast is not None and _spki(fast) == _spki(pub)
+    assert keys.key_id(pub) == hashlib.sha256(_spki(pub)).hexdigest()
+    assert keys.public_pem(pub) == _pem("PUBLIC KEY", _spki(pub))
+    if isinstance(key, Ed25519PrivateKey):
+        got = keys._fast_private(keys.private_pem(key))
+        assert isinstance(got, Ed25519PrivateKey)
+        assert got.private_bytes_raw() == key.private_bytes_raw()
+
+
+@SETTINGS
+@given(mutated_pems(public_ders, "PUBLIC KEY"))
+def test_a_public_key_read_fast_is_the_one_cryptography_reads(pem: bytes) -> None:
+    fast = keys._fast_public(pem)
+    if fast is not None:
+        slow = serialization.load_pem_public_key(pem)
+        assert _spki(fast) == _spki(slow)
+        assert keys.key_id(fast) == hashlib.sha256(_spki(slow)).hexdigest()
+
+
+@SETTINGS
+@given(mutated_pems(private_ders, "PRIVATE KEY"))
+def test_a_private_key_read_fast_is_the_one_cryptography_reads(pem: bytes) -> None:
+    fast = keys._fast_private(pem)
+    if fast is not None:
+        slow = serialization.load_pem_private_key(pem, password=None)
+        assert isinstance(slow, Ed25519PrivateKey)
+        assert fast.private_bytes_raw() == slow.private_bytes_raw()

@@ -13,17 +13,28 @@ this id (`keyid`).
 Signatures: Ed25519 (RFC 8032, pure) over the message; ECDSA P-256 with SHA-256 over
 the message, DER-encoded (ASN.1 `SEQUENCE {r, s}`, as pyca/cryptography, OpenSSL,
 securesystemslib and sigstore write it).
+
+Every promote loads the trust roots' keys and the runner's key, and importing
+`cryptography.hazmat.primitives.serialization` costs about 13 ms of CPU, a tenth of a
+small promote. So the usual forms, one canonical PEM block (64-character base64 lines,
+`\n` line ends) holding the exact DER of an Ed25519 or uncompressed P-256 public key,
+or of an Ed25519 PKCS#8 private key, are read from their fixed DER prefixes and built
+with the key classes' own constructors (which check a P-256 point is on the curve);
+anything else goes to cryptography's PEM parser, which decides and words the error.
+tests/test_fast_trust_schema.py compares the two on generated and mutated keys.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -58,6 +69,11 @@ PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
 MAX_KEY_FILE = 64 << 10
 _PRIVATE_LABEL = b"-----BEGIN PRIVATE KEY-----"
 _PUBLIC_LABEL = b"-----BEGIN PUBLIC KEY-----"
+#: The DER before the key's bytes: SubjectPublicKeyInfo of Ed25519 (RFC 8410) and of
+#: an uncompressed P-256 point (RFC 5480), PKCS#8 v1 of an Ed25519 seed (RFC 8410).
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+_P256_SPKI = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+_ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")
 
 
 def key_kind(key: PrivateKey | PublicKey) -> KeyKind:
@@ -69,10 +85,63 @@ def key_kind(key: PrivateKey | PublicKey) -> KeyKind:
 
 def key_id(key: PublicKey) -> str:
     """The hex SHA-256 of the DER SubjectPublicKeyInfo of `key`."""
-    der = key.public_bytes(
+    return hashlib.sha256(_spki(key)).hexdigest()
+
+
+def _spki(key: PublicKey) -> bytes:
+    """The DER SubjectPublicKeyInfo of `key`, as `public_bytes` writes it."""
+    if isinstance(key, Ed25519PublicKey):
+        return _ED25519_SPKI + key.public_bytes_raw()
+    if isinstance(key.curve, ec.SECP256R1):
+        n = key.public_numbers()
+        return _P256_SPKI + b"\x04" + n.x.to_bytes(32, "big") + n.y.to_bytes(32, "big")
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(der).hexdigest()
+
+
+def _pem_der(data: bytes, label: bytes) -> bytes | None:
+    """The DER of `data` if it is exactly one PEM block of `label` in the canonical form
+    (64-character lines of canonical base64, `\n` after each line), else None."""
+    begin, end = b"-----BEGIN " + label + b"-----\n", b"-----END " + label + b"-----\n"
+    if not (data.startswith(begin) and data.endswith(end)) or len(data) > 4096:
+        return None
+    lines = data[len(begin) : -len(end)].split(b"\n")
+    if lines.pop() != b"" or any(len(line) != 64 for line in lines[:-1]):
+        return None
+    text = b"".join(lines)
+    try:
+        der = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None
+    return der if lines and 0 < len(lines[-1]) <= 64 and base64.b64encode(der) == text else None
+
+
+def _fast_public(data: bytes) -> PublicKey | None:
+    """An Ed25519 or P-256 public key in the usual form, else None (ask cryptography)."""
+    der = _pem_der(data, b"PUBLIC KEY")
+    if der is None:
+        return None
+    if len(der) == 44 and der.startswith(_ED25519_SPKI):
+        return Ed25519PublicKey.from_public_bytes(der[len(_ED25519_SPKI) :])
+    if len(der) == 91 and der.startswith(_P256_SPKI) and der[len(_P256_SPKI)] == 4:
+        try:
+            return ec.EllipticCurvePublicKey.from_encoded_point(
+                ec.SECP256R1(), der[len(_P256_SPKI) :]
+            )
+        except ValueError:  # not a point on the curve: cryptography's parser words it
+            return None
+    return None
+
+
+def _fast_private(data: bytes) -> PrivateKey | None:
+    """An Ed25519 PKCS#8 private key in the usual form, else None (ask cryptography)."""
+    der = _pem_der(data, b"PRIVATE KEY")
+    if der is not None and len(der) == 48 and der.startswith(_ED25519_PKCS8):
+        return Ed25519PrivateKey.from_private_bytes(der[len(_ED25519_PKCS8) :])
+    return None
 
 
 def new_key(kind: str = "ed25519") -> PrivateKey:
@@ -90,6 +159,8 @@ def new_key(kind: str = "ed25519") -> PrivateKey:
 
 def private_pem(key: PrivateKey) -> bytes:
     """Unencrypted PKCS#8 PEM."""
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -99,6 +170,8 @@ def private_pem(key: PrivateKey) -> bytes:
 
 def public_pem(key: PublicKey) -> bytes:
     """SubjectPublicKeyInfo PEM."""
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -122,6 +195,11 @@ def load_private_pem(data: bytes, what: str = "private key") -> PrivateKey:
     """
     if not data.lstrip().startswith(_PRIVATE_LABEL):
         raise InvalidKey(f"{what}: not a PKCS#8 PEM private key (want '{_PRIVATE_LABEL.decode()}')")
+    fast = _fast_private(data)
+    if fast is not None:
+        return fast
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -141,6 +219,11 @@ def load_public_pem(data: bytes, what: str = "public key") -> PublicKey:
     """
     if not data.lstrip().startswith(_PUBLIC_LABEL):
         raise InvalidKey(f"{what}: not a PEM public key (want '{_PUBLIC_LABEL.decode()}')")
+    fast = _fast_public(data)
+    if fast is not None:
+        return fast
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as e:
