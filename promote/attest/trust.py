@@ -25,7 +25,6 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 import attrs
@@ -60,6 +59,8 @@ _SCHEMA_FILE = "trust.schema.json"
 
 @functools.cache
 def _validator() -> Any:
+    from importlib import resources
+
     import jsonschema
 
     schema = json.loads(resources.files("promote").joinpath("data", _SCHEMA_FILE).read_bytes())
