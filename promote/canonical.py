@@ -22,10 +22,24 @@ import rfc8785
 
 from promote.errors import InvalidDocument
 
-__all__ = ["MAX_DEPTH", "MAX_DOCUMENT", "canonical", "load_json", "parse_canonical", "pretty"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DOCUMENT",
+    "MAX_UNTRUSTED",
+    "canonical",
+    "load_json",
+    "parse_canonical",
+    "pretty",
+]
 
-#: Capsules, CHECK reports and configs are small; anything bigger is hostile.
-MAX_DOCUMENT = 16 << 20
+#: The largest document `load_json` parses: the size of what the gate itself writes and
+#: content-addresses (ledger entries, pointer states, policy inputs, decisions), which
+#: a 100,000-target release takes to about 47 MB. The gate refuses, before the commit
+#: point, a promotion whose documents would be larger (ADR 19).
+MAX_DOCUMENT = 64 << 20
+#: The largest document taken from outside the ledger: a capsule, a CHECK report, a
+#: release's evidence (ADR 19).
+MAX_UNTRUSTED = 32 << 20
 MAX_DEPTH = 64
 
 

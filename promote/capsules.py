@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
 from cas.errors import IntegrityError, ObjectMissing, UsageError
-from promote.canonical import pretty
+from promote.canonical import MAX_UNTRUSTED, pretty
 from promote.errors import InvalidDocument
 from promote.ledger.backend import CommitBackend, load_state
 from promote.model import ABSENT, Capsule, Target, load_capsule, load_check_report
@@ -15,7 +15,7 @@ from promote.paths import check_layout, check_path
 from promote.workspace import Workspace
 
 #: The largest CHECK report `capsule new` reads back to validate it.
-MAX_CHECK_REPORT = 16 << 20
+MAX_CHECK_REPORT = MAX_UNTRUSTED
 
 __all__ = ["new_capsule"]
 

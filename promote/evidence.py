@@ -36,6 +36,7 @@ from promote.attest.dsse import MAX_ENVELOPE, load_envelope, verify_envelope
 from promote.attest.errors import InvalidEnvelope, Untrusted
 from promote.attest.statement import CHECK_PREDICATE, statement_of
 from promote.attest.trust import ROLES, TrustRoots, get_verification_result
+from promote.canonical import MAX_UNTRUSTED
 from promote.errors import InvalidCapsule, InvalidDocument, LinkageError
 from promote.model import Capsule, Target, load_check_report
 from promote.policy.engines import check_input
@@ -50,9 +51,9 @@ __all__ = [
 #: All the envelopes of one capsule together (the policy input carries them all).
 #: A subject as `promote attest` writes it (both digests) takes about 245 bytes of
 #: envelope, so the 100,000 targets a capsule may name need about 24.5 MB (ADR 16).
-MAX_EVIDENCE = 32 << 20
-#: The largest v1 CHECK report the gate reads.
-MAX_REPORT = 16 << 20
+MAX_EVIDENCE = MAX_UNTRUSTED
+#: The largest v1 CHECK report the gate reads (from outside: ADR 19).
+MAX_REPORT = MAX_UNTRUSTED
 
 
 @attrs.frozen

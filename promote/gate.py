@@ -33,7 +33,7 @@ from promote.attest.errors import Untrusted
 from promote.attest.keys import PrivateKey
 from promote.attest.statement import CONTROL_PREDICATE
 from promote.attest.trust import TrustRoots
-from promote.canonical import MAX_DOCUMENT, canonical, pretty
+from promote.canonical import MAX_DOCUMENT, MAX_UNTRUSTED, canonical, pretty
 from promote.errors import Denied, InvalidCapsule, LinkageError, PolicyError
 from promote.evidence import Attestation, read_evidence
 from promote.ledger.backend import CommitBackend, load_state
@@ -56,7 +56,8 @@ __all__ = ["Plan", "Outcome", "plan", "promote", "read_capsule"]
 
 REPORT_SCHEMA = "promote-report/v1"
 INPUT_SCHEMA = "promote-policy-input/v2"
-MAX_CAPSULE = 16 << 20
+#: A capsule is read from outside: at most MAX_UNTRUSTED bytes (ADR 19).
+MAX_CAPSULE = MAX_UNTRUSTED
 
 
 @attrs.frozen

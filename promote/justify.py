@@ -47,7 +47,7 @@ from cas.backend import ObjectStore, Problem
 from cas.digest import ObjectRef, hash_bytes
 from cas.errors import CasError, IntegrityError, ObjectMissing
 from promote.attest.trust import TrustRoots, load_trust
-from promote.canonical import canonical, load_json, parse_canonical
+from promote.canonical import MAX_DOCUMENT, canonical, load_json, parse_canonical
 from promote.errors import LinkageError
 from promote.ledger.backend import CommitBackend
 from promote.ledger.entry import EMPTY_STATE, Entry, Head, entry_signature_ok, parse_entry
@@ -64,8 +64,9 @@ __all__ = [
     "require_justified",
 ]
 
-#: The largest capsule, decision, input or trust document read back.
-MAX_DOC = 16 << 20
+#: The largest capsule, decision, input or trust document read back: what the gate
+#: writes may be up to MAX_DOCUMENT (ADR 19).
+MAX_DOC = MAX_DOCUMENT
 
 
 class Unjustified(LinkageError):

@@ -72,3 +72,39 @@ def test_each_document_is_held_to_the_readers_limit(what: str) -> None:
     _check_readable(what, MAX_DOCUMENT)
     with pytest.raises(InvalidCapsule, match=f"the {what} of this promotion would be"):
         _check_readable(what, MAX_DOCUMENT + 1)
+
+
+def test_the_limits_are_coherent() -> None:
+    """What the gate takes from outside is held to less than what it writes, and every
+    reader of what it writes accepts what the gate lets through (ADR 19)."""
+    from promote import capsules, evidence, gate, justify
+    from promote.canonical import MAX_DOCUMENT, MAX_UNTRUSTED
+
+    assert MAX_UNTRUSTED < MAX_DOCUMENT
+    assert gate.MAX_CAPSULE == evidence.MAX_EVIDENCE == evidence.MAX_REPORT == MAX_UNTRUSTED
+    assert capsules.MAX_CHECK_REPORT == MAX_UNTRUSTED
+    assert justify.MAX_DOC == MAX_DOCUMENT
+
+
+def test_a_capsule_over_the_limit_is_refused_and_one_at_it_promotes(tmp_path: Path) -> None:
+    """A capsule of MAX_CAPSULE + 1 real bytes is refused (exit 2) and commits nothing;
+    the same capsule padded to exactly MAX_CAPSULE bytes promotes."""
+    from promote import gate
+    from promote.verify import open_ledger
+    from promote.workspace import Workspace
+
+    flow = Flow.init(tmp_path / "ws")
+    ref = flow.put(b"app 1.0.0\n")
+    capsule = flow.capsule({"release/app.txt": ref[0]}, flow.check([ref]))
+    data = capsule.read_bytes()
+    ws = Workspace.find(flow.root)
+    ledger = open_ledger(ws)
+    big = flow.root / "big.json"
+    big.write_bytes(data + b" " * (gate.MAX_CAPSULE + 1 - len(data)))
+    outcome = gate.promote(ws, ledger, str(big))
+    assert (outcome.status, outcome.exit_code) == ("failed", 2)
+    assert f"larger than {gate.MAX_CAPSULE} bytes" in outcome.reasons[0]
+    assert ledger.head().seq == 0
+    big.write_bytes(data + b" " * (gate.MAX_CAPSULE - len(data)))
+    assert gate.promote(ws, ledger, str(big)).exit_code == 0
+    assert ledger.head().seq == 1
