@@ -5,7 +5,8 @@ import is a good part of it (ADR 18). A plain run, `promote [--root DIR] [run] C
 with `--dry-run`, `--json`, `--engine E`, `-q` and `-v`, therefore runs without click;
 anything else (help, `--version`, `--`, another option or command, a word that is not
 a capsule, an option twice) goes to the click application, `promote.cli.app`, which
-also gives every error message about the command line itself. Both call `run_capsule`.
+also gives every error message about the command line itself. Both call
+`promote._run.run_capsule`.
 """
 
 from __future__ import annotations
@@ -15,34 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["COMMANDS", "FAMILIES", "is_capsule", "plain_run", "print_outcome", "run", "run_capsule"]
+from promote._run import COMMANDS, ENGINES, is_capsule, run_capsule
 
-#: family module -> (its `promote` commands, its `promote ledger` commands, its
-#: `promote key` commands); `promote.cli.app` imports a family when it needs it.
-FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "promotion": (("init", "run", "revert", "recover", "capsule"), (), ()),
-    "verify": (("verify", "verify-tree"), ("verify", "verify-chain"), ()),
-    "history": (("log", "show", "status"), (), ()),
-    "proofs": ((), ("checkpoint", "prove", "verify-proof"), ()),
-    "receipts": (("receipt", "verify-receipt"), ("witness",), ("vkey",)),
-    "policy": (("policy",), (), ()),
-    "remote": (("db", "store", "checkout"), ("export", "push"), ()),
-    "attest": (("key", "attest"), (), ()),
-    "control": (("control",), (), ()),
-    "serve": (("serve",), (), ()),
-}
-#: Every word `promote` takes as a command (a test checks it against the click group).
-COMMANDS = frozenset(
-    {n for names, _, _ in FAMILIES.values() for n in names} | {"ledger", "help", "completion"}
-)
-#: What `--engine` may name (`promote.cli.common.ENGINES`).
-ENGINES = ("regorus", "opa", "opa-rest")
-
-
-def is_capsule(word: str) -> bool:
-    """Whether a first word that names no command is meant as a capsule: an existing
-    path, a digest, or something spelled like a file (`x.json`, `dir/x`)."""
-    return os.path.lexists(word) or word.startswith("blake3:") or "." in word or "/" in word
+__all__ = ["plain_run", "run"]
 
 
 def plain_run(args: list[str]) -> dict[str, Any] | None:
@@ -91,46 +67,6 @@ def plain_run(args: list[str]) -> dict[str, Any] | None:
         else:
             got[name[2:].replace("-", "_")] = True
     return got if got["capsule"] is not None else None
-
-
-def print_outcome(outcome: Any) -> None:
-    """A run's result: `promoted: ...` or `planned` on stdout; a refusal as one line
-    on stderr, `promote: error|denied|conflict: <reasons>` (see `cas._out.error_line`)."""
-    from cas._out import echo, error_line
-
-    o = outcome
-    if o.status == "promoted" and o.ledger:
-        echo(f"promoted: ledger entry {o.ledger.seq} {o.ledger.entry}")
-        if o.reasons:  # committed, but something after the commit point failed
-            echo("promote: warning: " + "; ".join(o.reasons), err=True)
-    elif o.exit_code == 0:
-        echo(o.status)
-    else:
-        echo(error_line("promote", "; ".join(o.reasons) or o.status, o.exit_code), err=True)
-    for c in o.changes:
-        before = c.before.digest if c.before else "absent"
-        echo(f"  {c.path}: {before} -> {c.after.digest if c.after else 'absent'}")
-    if o.entry is not None:
-        echo("ledger entry it would write:")
-        echo(o.entry.data.decode())
-
-
-def run_capsule(
-    root: Path | None, capsule: str, as_json: bool, dry_run: bool, engine: str | None
-) -> int:
-    """`promote run CAPSULE`: run the gate, print its outcome; its exit code."""
-    from cas._out import emit_json
-    from promote.gate import promote
-    from promote.verify import open_ledger
-    from promote.workspace import Workspace
-
-    ws = Workspace.find(root)
-    outcome = promote(ws, open_ledger(ws), capsule, engine=engine, dry_run=dry_run)
-    if as_json:
-        emit_json(outcome.to_dict())
-    else:
-        print_outcome(outcome)
-    return int(outcome.exit_code)
 
 
 def run() -> NoReturn:

@@ -19,7 +19,6 @@ import functools
 import os
 import posixpath
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +200,8 @@ class Workspace:
         ws = cls.load(root)
         policy = ws.policy_dir
         if not policy.exists():
+            from importlib import resources  # init only
+
             makedirs_durable(policy)
             data = resources.files("promote").joinpath("data", "policy")
             for name in ("promote.rego", "promote_test.rego"):

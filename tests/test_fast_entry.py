@@ -14,7 +14,8 @@ import click
 import pytest
 from promote_ws import make_machine
 
-from promote._entry import COMMANDS, plain_run
+from promote._entry import plain_run
+from promote._run import COMMANDS
 from promote.cli.app import main
 
 PROBE = (

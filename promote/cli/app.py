@@ -22,8 +22,8 @@ from typing import NoReturn
 import click
 
 from cas import _cli
-from promote._entry import FAMILIES
-from promote._entry import is_capsule as _is_capsule
+from promote._run import FAMILIES
+from promote._run import is_capsule as _is_capsule
 
 __all__ = ["FAMILIES", "main", "run_main"]
 

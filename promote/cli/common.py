@@ -13,7 +13,7 @@ import click
 from click.decorators import FC
 
 from cas.errors import UsageError
-from promote._entry import print_outcome
+from promote._run import print_outcome
 
 __all__ = [
     "ENGINES",

@@ -71,7 +71,7 @@ def init(
 @click.pass_context
 def run(ctx: click.Context, capsule: str, as_json: bool, dry_run: bool, engine: str | None) -> None:
     """Promote CAPSULE (a capsule file, or a capsule digest in the store)."""
-    from promote._entry import run_capsule
+    from promote._run import run_capsule
 
     ctx.exit(run_capsule(ctx.find_root().obj["root"], capsule, as_json, dry_run, engine))
 

@@ -29,7 +29,6 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -99,6 +98,8 @@ class Migration:
 
 def migrations() -> list[Migration]:
     """The migrations this promote ships, in order: versions 1, 2, ... without gaps."""
+    from importlib import resources  # migrations only
+
     found = []
     for f in resources.files("promote.ledger").joinpath("migrations").iterdir():
         m = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", f.name)

@@ -31,7 +31,6 @@ from typing import Any
 import attrs
 import blake3
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cas.digest import Digest
@@ -118,8 +117,7 @@ def _keys(doc: object, schema: str, keys: set[str], what: str) -> Mapping[str, A
 
 def key_id(key: Ed25519PublicKey) -> Digest:
     """The BLAKE3 digest of the raw 32-byte public key: names the key in a signature."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return Digest("blake3", blake3.blake3(raw).hexdigest())
+    return Digest("blake3", blake3.blake3(key.public_bytes_raw()).hexdigest())
 
 
 def _read_key_file(path: Path, what: str) -> bytes:
@@ -135,6 +133,8 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     Raises:
         UsageError: unreadable, or not an unencrypted Ed25519 private key.
     """
+    from cryptography.hazmat.primitives import serialization  # only here: 13 ms to import
+
     data = _read_key_file(path, "signing key")
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -151,6 +151,8 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     Raises:
         UsageError: unreadable, or not an Ed25519 public key.
     """
+    from cryptography.hazmat.primitives import serialization
+
     data = _read_key_file(path, "verification key")
     try:
         key = serialization.load_pem_public_key(data)
