@@ -208,6 +208,26 @@ def rule_queries(package: str) -> tuple[str, str]:
     return f"data.{package}.allow", f"data.{package}.deny"
 
 
+def _child_command() -> list[str]:
+    """The regorus child's command line: its file run by this interpreter isolated
+    (`-I`: no PYTHON* variables, no user site) and without `site` (`-S`: no .pth
+    files, about half of a bare interpreter's start-up), given the one directory it
+    imports regorus from: the one this process would import it from. Where regorus
+    is not found, `-m` in the usual environment, whose import error the answer carries.
+    """
+    import importlib.util
+
+    from promote.policy import regorus_child
+
+    spec = importlib.util.find_spec("regorus")
+    if spec is None or spec.origin is None:
+        return [sys.executable, "-m", "promote.policy.regorus_child"]
+    where = Path(spec.origin).parent
+    if spec.submodule_search_locations is not None:  # a package: its parent holds it
+        where = where.parent
+    return [sys.executable, "-I", "-S", str(regorus_child.__file__), str(where)]
+
+
 class RegorusEngine(Engine):
     """The embedded engine (gordon-to-regorus), in a child process killed at the deadline."""
 
@@ -233,7 +253,7 @@ class RegorusEngine(Engine):
                 request.write(_utf8(input_json))
                 request.seek(0)
                 child = subprocess.Popen(
-                    [sys.executable, "-m", "promote.policy.regorus_child"],
+                    _child_command(),
                     stdin=request,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,

@@ -10,7 +10,8 @@ read through the package when the package spans several modules.
 Run in a process of its own, not a thread, so that a slow policy can be killed: a
 regorus evaluation cannot be interrupted from Python, and a thread left running keeps
 the interpreter alive past its deadline. It imports nothing of the project but this
-module, so that it starts fast.
+module, and runs as a file under `python -I -S` given the directory regorus is in,
+so that it starts fast (no `site`, no .pth files).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    if len(sys.argv) > 1:  # run as a file with -I -S: where regorus is (engines._child_command)
+        sys.path.insert(0, sys.argv[1])
     head, _, input_json = sys.stdin.buffer.read().partition(b"\n")
     request = json.loads(head)
     request["input"] = input_json.decode()
