@@ -18,6 +18,9 @@ __all__ = ["ALGORITHM", "Digest", "ObjectRef", "hash_bytes", "hashed_ref", "hash
 ALGORITHM = "blake3"
 _HEX_LEN = {"blake3": 64}
 _HEX = re.compile(r"[0-9a-f]+")
+#: The whole text of a valid digest, checked in one C call (`Digest.parse`'s fast path;
+#: anything it does not match takes the per-part checks and their error messages).
+_TEXT = re.compile(r"blake3:[0-9a-f]{64}")
 
 
 def _check_hex(algorithm: str, value: str) -> None:
@@ -110,6 +113,11 @@ class Digest(_Frozen):
         Raises:
             InvalidDigest: for anything else, including surrounding whitespace.
         """
+        if type(text) is str and _TEXT.fullmatch(text):
+            d = Digest.__new__(Digest)
+            _set(d, "algorithm", ALGORITHM)
+            _set(d, "hex", text[7:])
+            return d
         if not isinstance(text, str):
             raise InvalidDigest(repr(text), "not a string")
         algorithm, sep, hexpart = text.partition(":")
@@ -118,6 +126,9 @@ class Digest(_Frozen):
         if algorithm not in _HEX_LEN:
             raise InvalidDigest(text, f"unknown algorithm {algorithm!r}")
         return cls(algorithm, hexpart)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.algorithm, self.hex)
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
@@ -140,9 +151,19 @@ class ObjectRef(_Frozen):
     @classmethod
     def from_dict(cls, data: Any) -> ObjectRef:
         """Build from `{"digest": ..., "size": ...}` without touching `data`."""
-        if not isinstance(data, dict) or set(data) != {"digest", "size"}:
+        if type(data) is dict and len(data) == 2 and "digest" in data and "size" in data:
+            size = data["size"]
+            if type(size) is int and size >= 0 and cls is ObjectRef:  # the common case
+                ref = ObjectRef.__new__(ObjectRef)
+                _set(ref, "digest", Digest.parse(data["digest"]))
+                _set(ref, "size", size)
+                return ref
+        elif not isinstance(data, dict) or set(data) != {"digest", "size"}:
             raise UsageError("an object reference is {'digest', 'size'}")
         return cls(Digest.parse(data["digest"]), data["size"])
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.digest, self.size)
 
     def to_dict(self) -> dict[str, Any]:
         return {"digest": str(self.digest), "size": self.size}

@@ -355,7 +355,7 @@ class LocalStore(ObjectStore):
 
     def size(self, digest: Digest) -> int:
         try:
-            st = os.lstat(self.object_path(digest))
+            st = os.lstat(self._object_str(digest.hex))  # a str: no Path built
         except FileNotFoundError:
             raise ObjectMissing(digest) from None
         if not stat.S_ISREG(st.st_mode):
@@ -625,7 +625,7 @@ class LocalStore(ObjectStore):
             raise _io_error(f"cannot store object {ref.digest}", e) from None
 
     def raw_chunks(self, digest: Digest) -> Iterator[bytes]:
-        path = self.object_path(digest)
+        path = self._object_str(digest.hex)  # a str: no Path built
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
