@@ -204,7 +204,38 @@ def parse_canonical(data: bytes) -> dict[str, Any] | None:
         text = data.decode("utf-8")
         if _too_deep(text):
             return None
+        if text.isascii():
+            try:
+                doc = _plain_loads(text)
+            except _NotPlain:
+                pass
+            else:
+                # `json` gives exact dicts, lists, strings, bools and None; the hooks
+                # refused floats and unsafe integers, and ASCII bytes hold only ASCII
+                # keys: `_plain(doc)` holds, so `canonical(doc)` is `_fast_dumps(doc)`
+                return doc if type(doc) is dict and _fast_dumps(doc) == text else None
         doc = json.loads(text)
         return doc if type(doc) is dict and canonical(doc) == data else None
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
+
+
+class _NotPlain(Exception):
+    """A number `_plain` refuses: `parse_canonical` then takes the general path."""
+
+
+def _no_float(text: str) -> Any:  # also NaN and the infinities, floats too
+    raise _NotPlain(text)
+
+
+def _safe_int(text: str) -> int:
+    value = int(text) if len(text) < 18 else _INT_MAX + 1  # longer: unsafe, or -0...
+    if not -_INT_MAX <= value <= _INT_MAX:
+        raise _NotPlain(text)
+    return value
+
+
+#: `json.loads` that refuses (with `_NotPlain`) the numbers `_plain` refuses.
+_plain_loads = json.JSONDecoder(
+    parse_float=_no_float, parse_int=_safe_int, parse_constant=_no_float
+).decode
