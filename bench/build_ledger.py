@@ -144,7 +144,7 @@ class ShapeEngine(Engine):
     def version(self) -> str:
         return self._version
 
-    def evaluate(self, bundle: PolicyBundle, input_json: str) -> dict[str, Any]:
+    def evaluate(self, bundle: PolicyBundle, input_json: str | bytes) -> dict[str, Any]:
         seen = self.seen.setdefault(self.shape, [])
         if len(seen) >= REAL_EVALUATIONS:
             return seen[0]
