@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -403,8 +404,13 @@ def _canonical_by_member(doc: dict[str, Any]) -> bytes:
     """
     if not all(type(k) is str and k.isascii() for k in doc):
         return canonical(doc)
-    parts = [canonical(k) + b":" + canonical(doc.pop(k)) for k in sorted(doc)]
-    return b"{" + b",".join(parts) + b"}"
+    out = io.BytesIO(b"{")  # grown in place; its value is taken without a copy
+    out.seek(1)
+    for i, k in enumerate(sorted(doc)):
+        out.write(b"," + canonical(k) + b":" if i else canonical(k) + b":")
+        out.write(canonical(doc.pop(k)))
+    out.write(b"}")
+    return out.getvalue()
 
 
 def _check_readable(what: str, size: int) -> None:
