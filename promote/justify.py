@@ -38,7 +38,7 @@ recorded in the input was the workspace's config then.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -508,12 +508,16 @@ def _walk(
     stop: int | None,
     memo: _Memo,
     allow_unsigned: bool,
+    entries: Iterable[tuple[int, Entry | IntegrityError]] | None = None,
 ) -> Iterator[tuple[Entry, Start]]:
     """The entries from `start.seq` (up to `stop`, exclusive), each with what is in
-    force before it. Ends at a malformed entry or a broken link (`verify_ledger`
-    reports those)."""
+    force before it: read from the ledger, or taken from `entries` (seq and parsed
+    entry, from `start.seq` on). Ends at a malformed entry or a broken link
+    (`verify_ledger` reports those)."""
     head, state, pinned = start.head, start.state, start.pinned
-    for seq, entry in _entries(ledger, start.seq):
+    if entries is None:
+        entries = _entries(ledger, start.seq)
+    for seq, entry in entries:
         if stop is not None and seq >= stop:
             break
         if isinstance(entry, IntegrityError) or entry.doc["prev"] != (
@@ -596,6 +600,44 @@ def justify_range(
         if found is not None:
             problems.append(found)
     return problems
+
+
+def justify_steps(
+    ledger: CommitBackend,
+    store: ObjectStore,
+    entries: Iterable[tuple[int, Entry | IntegrityError]],
+    since: tuple[Entry, State] | None = None,
+    *,
+    allow_unsigned: bool = False,
+    replay: bool = False,
+    engine_config: Mapping[str, Any] | None = None,
+) -> Iterator[Problem | None]:
+    """`justify_ledger`'s checks, one step at a time: for each entry taken from
+    `entries` (seq and parsed entry, from the first after `since` on, in order), its
+    problem or None. Ends where `justify_ledger` stops (a malformed entry or a broken
+    link). Lets `verify_ledger`'s walk hand over the entries it parsed.
+
+    Raises:
+        Unjustified: `since` is an entry whose pins cannot be read (`pins_after`),
+            at once.
+        EngineTimeout, DatabaseError: from a step, as `justify_ledger`.
+    """
+    first = _first(store, since)  # at once, as justify_ledger, even for no entry
+    memo = _Memo()
+
+    def steps() -> Iterator[Problem | None]:
+        for entry, at in _walk(ledger, store, first, None, memo, allow_unsigned, entries):
+            yield _check(
+                store,
+                entry,
+                at,
+                memo,
+                allow_unsigned=allow_unsigned,
+                replay=replay,
+                engine_config=engine_config or {},
+            )
+
+    return steps()
 
 
 def range_starts(

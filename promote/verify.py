@@ -8,7 +8,7 @@ checks are the chain (`verify_ledger`), the re-justification of every entry
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +55,16 @@ def _object_problem(store: ObjectStore, ref: ObjectRef, where: str) -> Problem |
 
 
 def verify_ledger(
-    ledger: CommitBackend, store: ObjectStore, since: tuple[Entry, State] | None = None
+    ledger: CommitBackend,
+    store: ObjectStore,
+    since: tuple[Entry, State] | None = None,
+    each: Callable[[int, Entry], None] | None = None,
 ) -> tuple[list[Problem], State | None, ObjectRef | None]:
     """Re-hash the chain, replay the changes, check every referenced object.
 
     With `since`, a trusted entry and the state it left (`resume_point`), only the
-    entries after it, each linking to the one before from it.
+    entries after it, each linking to the one before from it. `each(seq, entry)` is
+    called with every entry parsed, after its checks.
 
     Returns the problems, and the replayed state and its ref (None if unusable).
     """
@@ -130,6 +134,8 @@ def verify_ledger(
             found = _object_problem(store, ref, where)
             if found:
                 problems.append(found)
+        if each is not None:
+            each(seq, entry)
         prev = entry.hash
     if not broken and head.entry != prev:
         problems.append(
@@ -199,7 +205,7 @@ def chain_and_justify(
 
     from cas._workers import default_jobs, fork_map
     from cas.local import LocalStore
-    from promote.justify import justify_ledger, justify_range, range_starts
+    from promote.justify import justify_range, range_starts
     from promote.ledger.files import FileLedger
 
     jobs = default_jobs() if jobs is None else jobs
@@ -207,18 +213,7 @@ def chain_and_justify(
     # a process with other threads (the web view's server) is never forked: a lock one
     # of them holds would stay held in the child
     if jobs < 2 or not forkable or threading.active_count() > 1:
-        problems, state, ref = verify_ledger(ledger, store, since)
-        justified: list[Problem] = []
-        if state is not None:
-            justified = justify_ledger(
-                ledger,
-                store,
-                allow_unsigned=allow_unsigned,
-                replay=replay,
-                engine_config=ws.engine_config,
-                since=since,
-            )
-        return problems, state, ref, justified
+        return _chain_with_justify(ws, ledger, store, since, allow_unsigned, replay)
 
     error: CasError | None = None
     ranges: list[tuple[Any, int]] = []
@@ -263,6 +258,66 @@ def chain_and_justify(
         if failed is not None:
             raise failed  # the first in entry order, as one by one
         justified += found
+    return problems, state, ref, justified
+
+
+def _chain_with_justify(
+    ws: Workspace,
+    ledger: CommitBackend,
+    store: ObjectStore,
+    since: tuple[Entry, State] | None,
+    allow_unsigned: bool,
+    replay: bool,
+) -> tuple[list[Problem], State | None, ObjectRef | None, list[Problem]]:
+    """`chain_and_justify` in this process, in one walk: each entry `verify_ledger`
+    parses is handed to the re-justification (`justify_steps`), so it is read and
+    parsed once. As with forked ranges, what the re-justification found, or the first
+    error it raised, is used only when the chain is whole."""
+    from promote.justify import justify_steps
+
+    box: list[tuple[int, Entry]] = []
+
+    def handed() -> Iterator[tuple[int, Entry]]:
+        while True:
+            yield box.pop()  # `step` puts exactly one entry in before each `next`
+
+    steps: Iterator[Problem | None] | None = None
+    error: CasError | None = None
+    try:
+        steps = justify_steps(
+            ledger,
+            store,
+            handed(),
+            since,
+            allow_unsigned=allow_unsigned,
+            replay=replay,
+            engine_config=ws.engine_config,
+        )
+    except CasError as e:  # as below
+        error = e
+    justified: list[Problem] = []
+
+    def step(seq: int, entry: Entry) -> None:
+        nonlocal steps, error
+        if steps is None:
+            return
+        box.append((seq, entry))
+        try:
+            found = next(steps)
+        except StopIteration:  # a broken link: the chain reports it
+            steps = None
+            return
+        except CasError as e:  # raised below only if the chain is whole, as before
+            error, steps = e, None
+            return
+        if found is not None:
+            justified.append(found)
+
+    problems, state, ref = verify_ledger(ledger, store, since, step)
+    if state is None:
+        return problems, state, ref, []
+    if error is not None:
+        raise error
     return problems, state, ref, justified
 
 
