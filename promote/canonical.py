@@ -27,8 +27,10 @@ __all__ = [
     "MAX_DOCUMENT",
     "MAX_UNTRUSTED",
     "canonical",
+    "encode_plain",
     "load_json",
     "parse_canonical",
+    "parse_plain",
     "pretty",
 ]
 
@@ -188,6 +190,18 @@ def _load_json(data: bytes, what: str, limit: int) -> Any:
 
 
 def parse_canonical(data: bytes) -> dict[str, Any] | None:
+    """See `parse_plain`: the object alone."""
+    return parse_plain(data)[0]
+
+
+def encode_plain(doc: dict[str, Any]) -> bytes:
+    """`canonical(doc)` of a dict `parse_plain` returned with True, or of a part of
+    one (a dict of some of its keys): RFC 8785 bytes written by the C encoder alone,
+    as `_plain` holds for it."""
+    return _fast_dumps(doc).encode()
+
+
+def parse_plain(data: bytes) -> tuple[dict[str, Any] | None, bool]:
     """The JSON object `data` parses to when `data` is exactly `canonical` of it and
     within the limits (`load_json` would return the same); None for anything else
     (other bytes, or another value than an object), for which the caller takes
@@ -197,13 +211,16 @@ def parse_canonical(data: bytes) -> dict[str, Any] | None:
     serialization has none) and no NaN or infinity (`canonical` refuses them), so
     `json.loads` without the duplicate-key hook parses them to what `load_json` does;
     the size and depth limits are checked first, as `load_json` checks them.
+
+    The bool: whether the object is `_plain` (known here for ASCII bytes with no
+    float and only safe integers), so `encode_plain` writes it and its parts.
     """
     if len(data) > MAX_DOCUMENT:
-        return None
+        return None, False
     try:
         text = data.decode("utf-8")
         if _too_deep(text):
-            return None
+            return None, False
         if text.isascii():
             try:
                 doc = _plain_loads(text)
@@ -213,11 +230,13 @@ def parse_canonical(data: bytes) -> dict[str, Any] | None:
                 # `json` gives exact dicts, lists, strings, bools and None; the hooks
                 # refused floats and unsafe integers, and ASCII bytes hold only ASCII
                 # keys: `_plain(doc)` holds, so `canonical(doc)` is `_fast_dumps(doc)`
-                return doc if type(doc) is dict and _fast_dumps(doc) == text else None
+                if type(doc) is dict and _fast_dumps(doc) == text:
+                    return doc, True
+                return None, False
         doc = json.loads(text)
-        return doc if type(doc) is dict and canonical(doc) == data else None
+        return (doc if type(doc) is dict and canonical(doc) == data else None), False
     except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
+        return None, False
 
 
 class _NotPlain(Exception):

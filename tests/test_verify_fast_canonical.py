@@ -10,8 +10,13 @@ import rfc8785
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from promote.canonical import load_json, parse_canonical
+from cas.digest import Digest, ObjectRef
+from promote.attest.dsse import pae
+from promote.attest.keys import new_key
+from promote.canonical import _plain, encode_plain, load_json, parse_canonical, parse_plain
 from promote.errors import InvalidDocument
+from promote.ledger.entry import ENTRY_PAYLOAD_TYPE, Head, build_entry, parse_entry, sign_entry
+from promote.model import Change, State
 
 
 def _strict(data: bytes) -> Any:
@@ -76,6 +81,13 @@ def test_ascii_path_is_the_reference(data: bytes) -> None:
     assert got == want
     if want is not None:
         assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+    doc, plain = parse_plain(data)
+    assert doc == got
+    if plain:  # `encode_plain` is RFC 8785 for it and for every part of it
+        assert doc is not None and _plain(doc) and encode_plain(doc) == data
+        for drop in doc:
+            part = {k: v for k, v in doc.items() if k != drop}
+            assert encode_plain(part) == bytes(rfc8785.dumps(part))
 
 
 def test_canonical_objects_parse() -> None:
@@ -84,3 +96,27 @@ def test_canonical_objects_parse() -> None:
         "a": [1, -9007199254740991, None, True, False, "x\x1fy"],
         "b": {"c": "d"},
     }
+
+
+def test_a_parsed_entry_signs_the_canonical_body() -> None:
+    key = new_key("ed25519")
+    ref = ObjectRef(Digest.parse("blake3:" + "a" * 64), 7)
+    changes = [Change("app/bin", None, ref)]
+    state = State({"app/bin": ref})
+    unsigned = build_entry(
+        Head.genesis(),
+        capsule=ref,
+        evidence=[ref],
+        decision=ref,
+        policy=ref,
+        state_after=state.ref(),
+        changes=changes,
+        trust=ref,
+        vsa=ref,
+    )
+    signed = sign_entry(unsigned, key)
+    parsed = parse_entry(signed.data)
+    assert parsed._parsed.get("plain") is True
+    body = {k: v for k, v in parsed.doc.items() if k != "signature"}
+    want = pae(ENTRY_PAYLOAD_TYPE, bytes(rfc8785.dumps(body)))
+    assert parsed.signed_bytes() == want == signed.signed_bytes()

@@ -39,7 +39,7 @@ from cas.errors import CasError, IntegrityError
 from promote.attest.dsse import b64decode, pae
 from promote.attest.errors import InvalidEnvelope, Untrusted
 from promote.attest.keys import PrivateKey, key_id, sign, verify
-from promote.canonical import canonical, load_json, parse_canonical
+from promote.canonical import canonical, encode_plain, load_json, parse_plain
 from promote.errors import InvalidDocument
 from promote.model import Change, State
 
@@ -186,6 +186,8 @@ class Entry(_Doc):
     def signed_bytes(self) -> bytes:
         """What the signature covers: PAE of the canonical entry without `signature`."""
         body = {k: v for k, v in self.doc.items() if k != "signature"}
+        if self._parsed.get("plain"):  # part of a `_plain` document (`parse_entry`)
+            return pae(ENTRY_PAYLOAD_TYPE, encode_plain(body))
         return pae(ENTRY_PAYLOAD_TYPE, canonical(body))
 
     def head(self) -> Head:
@@ -364,7 +366,7 @@ def parse_entry(data: bytes) -> Entry:
     Raises:
         IntegrityError: for anything that is not a well-formed canonical entry.
     """
-    doc = parse_canonical(data)  # canonical bytes, the common case, parse fast
+    doc, plain = parse_plain(data)  # canonical bytes, the common case, parse fast
     is_canonical = doc is not None
     if doc is None:
         try:
@@ -378,6 +380,8 @@ def parse_entry(data: bytes) -> Entry:
     if not is_canonical:  # parse_canonical said no: load_json parsed it, so it is not
         raise IntegrityError("ledger entry: bytes are not canonical JSON")
     entry = Entry(data, doc)
+    if plain:
+        entry._parsed["plain"] = True  # `signed_bytes` may take `encode_plain`
     try:
         if schema == ENTRY_SCHEMA_V1:
             keyed, listed = [*_REF_KEYS, "check_report"], []
