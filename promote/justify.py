@@ -343,7 +343,7 @@ def _justify_v2(
     except CasError as e:
         raise Unjustified(str(e).removeprefix(f"ledger entry {entry.seq}: ")) from None
     check_entry_vsa(store, entry, trust, own_trust, memo)
-    capsule_ref = ObjectRef.from_dict(entry.doc["capsule"])
+    capsule_ref = entry.capsule_ref
     if _key(capsule_ref) in memo.capsules:
         capsule, capsule_doc = memo.capsules[_key(capsule_ref)]
     else:
@@ -358,8 +358,8 @@ def _justify_v2(
     )
     if entry.changes != want:
         raise Unjustified("its changes are not exactly its capsule's targets against state_before")
-    decision_bytes, decision = _decision(store, ObjectRef.from_dict(entry.doc["decision"]))
-    policy_before = pinned.policy or ObjectRef.from_dict(entry.doc["policy"])
+    decision_bytes, decision = _decision(store, entry.decision_ref)
+    policy_before = pinned.policy or entry.policy_ref
     if ObjectRef.from_dict(decision["policy"]) != policy_before:
         raise Unjustified(
             f"decided by policy {decision['policy']['digest']}, not the pinned {policy_before.digest}"
@@ -374,7 +374,7 @@ def _justify_v2(
             },
             "trust": {"pinned": str(trust_before.digest), "new": str(entry.trust.digest)},
         }
-    elif ObjectRef.from_dict(entry.doc["policy"]) != policy_before or (
+    elif entry.policy_ref != policy_before or (
         pinned.trust_ref is not None and entry.trust != pinned.trust_ref
     ):
         raise Unjustified("a release entry that changes the pinned policy or trust roots")
@@ -414,14 +414,14 @@ def _justify_v2(
         )
     if replay:
         _replay(store, decision_bytes, decision, input_doc, engine_config)
-    return _Pins(ObjectRef.from_dict(entry.doc["policy"]), entry.trust, own_trust)
+    return _Pins(entry.policy_ref, entry.trust, own_trust)
 
 
 def _justify_v1(store: ObjectStore, entry: Entry, state: State) -> None:
     """What applies to an unsigned v1 entry: its capsule's targets, and an allow."""
     from promote.model import load_capsule
 
-    capsule_ref = ObjectRef.from_dict(entry.doc["capsule"])
+    capsule_ref = entry.capsule_ref
     try:
         capsule, _ = load_capsule(_read(store, capsule_ref, "capsule"))
     except CasError as e:
@@ -431,13 +431,13 @@ def _justify_v1(store: ObjectStore, entry: Entry, state: State) -> None:
     )
     if entry.changes != want:
         raise Unjustified("its changes are not exactly its capsule's targets against state_before")
-    _decision(store, ObjectRef.from_dict(entry.doc["decision"]))
+    _decision(store, entry.decision_ref)
 
 
 def _recorded_pins(store: ObjectStore, entry: Entry, pinned: _Pins, memo: _Memo) -> _Pins:
     """The pins an entry that failed records: later entries are checked against what
     the chain says was in force (the failure itself is already reported)."""
-    policy = ObjectRef.from_dict(entry.doc["policy"])
+    policy = entry.policy_ref
     if entry.trust is None or entry.trust == pinned.trust_ref:
         return attrs.evolve(pinned, policy=policy)
     try:
@@ -456,7 +456,7 @@ def pins_after(store: ObjectStore, entry: Entry) -> _Pins:
     """
     if entry.trust is None:
         raise Unjustified(f"ledger entry {entry.seq} is unsigned (v1): it pins no trust roots")
-    return _Pins(ObjectRef.from_dict(entry.doc["policy"]), entry.trust, _trust(store, entry.trust))
+    return _Pins(entry.policy_ref, entry.trust, _trust(store, entry.trust))
 
 
 def _entries(ledger: CommitBackend, start: int = 1) -> Iterator[tuple[int, Entry | IntegrityError]]:
@@ -497,7 +497,7 @@ def _next_pins(
     if entry.version == 1:
         if pinned.trust_ref is None and not allow_unsigned:
             return pinned
-        return attrs.evolve(pinned, policy=ObjectRef.from_dict(entry.doc["policy"]))
+        return attrs.evolve(pinned, policy=entry.policy_ref)
     return _recorded_pins(store, entry, pinned, memo)
 
 

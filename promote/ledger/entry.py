@@ -123,6 +123,18 @@ class _Doc:
         return 1 if self.doc["schema"] == ENTRY_SCHEMA_V1 else 2
 
     @property
+    def capsule_ref(self) -> ObjectRef:
+        return self._ref("capsule")
+
+    @property
+    def decision_ref(self) -> ObjectRef:
+        return self._ref("decision")
+
+    @property
+    def policy_ref(self) -> ObjectRef:
+        return self._ref("policy")
+
+    @property
     def state_before(self) -> ObjectRef:
         return self._ref("state_before")
 
