@@ -20,7 +20,7 @@ import attrs
 from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
 from cas.errors import CasError, ObjectMissing, UsageError
-from promote.canonical import load_json
+from promote.canonical import MAX_DOCUMENT, load_json
 from promote.errors import InvalidDocument
 from promote.ledger.backend import CommitBackend, load_state
 from promote.ledger.entry import Entry, Head, parse_entry
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: Largest capsule, report or decision document `show` reads back from the store.
-MAX_DOC = 16 << 20
+MAX_DOC = MAX_DOCUMENT
 
 
 def _short(digest: Digest) -> str:

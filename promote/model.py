@@ -17,7 +17,6 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from typing import Any
 
 import attrs
@@ -58,6 +57,8 @@ _REFERABLE = ("promote_capsule.schema.json",)
 
 @functools.cache
 def _schema(name: str) -> Any:
+    from importlib import resources  # only when jsonschema has to decide
+
     return json.loads(resources.files("promote").joinpath("data", name).read_bytes())
 
 
