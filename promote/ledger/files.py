@@ -6,7 +6,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from cas._crash import crashpoint
 from cas.backend import ObjectStore
 from cas.digest import Digest, ObjectRef
 from cas.errors import ConflictError, IntegrityError
-from cas.fsutil import atomic_write, fsync_dir, makedirs_durable
+from cas.fsutil import atomic_write, fsync_dir, make_temp, makedirs_durable
 from promote.canonical import canonical, load_json
 from promote.errors import DiskError
 from promote.ledger.backend import CommitBackend
@@ -145,7 +144,7 @@ class FileLedger(CommitBackend):
         """Write the entry to a temp file and link(2) it to its name: the commit point."""
         final = self.entry_path(entry.seq)
         makedirs_durable(self.entries_dir)
-        fd, tmp = tempfile.mkstemp(dir=self.entries_dir, prefix=".entry-", suffix=".tmp")
+        fd, tmp = make_temp(self.entries_dir, ".entry-", ".tmp")
         linked = False
         try:
             with os.fdopen(fd, "wb") as f:
