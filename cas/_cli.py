@@ -80,7 +80,8 @@ jobs_option = click.option(
     "--jobs",
     type=click.IntRange(min=1),
     metavar="N",
-    help="Processes that share the work (default: every core this may run on).",
+    help="Processes that share the work (default: every core this may run on); for"
+    " `cas put` to an S3 store, uploads at once (default 10, at most 32).",
 )
 
 
