@@ -6,13 +6,13 @@ refuses so that jsonschema decides. It never accepts what the schema refuses."""
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from mutations import has_float, mutated
 
 from promote.errors import InvalidCapsule, InvalidDocument
 from promote.model import (
@@ -126,52 +126,10 @@ KEYS = ["schema", "kind", "targets", "evidence", "base", "meta", "path", "digest
 KEYS += ["delete", "expect", "attestations", "check_report", "builder", "status", "name", "x"]
 
 
-def _containers(doc: Any) -> list[Any]:
-    out, stack = [], [doc]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, dict):
-            out.append(x)
-            stack.extend(x.values())
-        elif isinstance(x, list):
-            out.append(x)
-            stack.extend(x)
-    return out
-
-
-@st.composite
-def mutated(draw: st.DrawFn, docs: st.SearchStrategy[dict[str, Any]]) -> Any:
-    doc = copy.deepcopy(draw(docs))
-    for _ in range(draw(st.integers(1, 3))):
-        where = draw(st.sampled_from(_containers(doc)))
-        op = draw(st.sampled_from(["set", "drop", "add"]))
-        if isinstance(where, dict):
-            if op == "drop" and where:
-                del where[draw(st.sampled_from(sorted(where)))]
-            else:
-                key = draw(st.sampled_from(sorted(where) if op == "set" and where else KEYS))
-                where[key] = draw(st.sampled_from(ODD))
-        elif op == "drop" and where:
-            where.pop(draw(st.integers(0, len(where) - 1)))
-        elif op == "add" or not where:
-            where.append(copy.deepcopy(draw(st.sampled_from([*where, *ODD]))))
-        else:
-            where[draw(st.integers(0, len(where) - 1))] = draw(st.sampled_from(ODD))
-    return doc
-
-
-def _has_float(doc: Any) -> bool:
-    return any(isinstance(x, float) for c in _containers(doc) for x in _values(c))
-
-
-def _values(c: Any) -> list[Any]:
-    return list(c.values()) if isinstance(c, dict) else list(c)
-
-
 def _agrees(fast: bool, schema: str, doc: Any) -> None:
     valid = _validator(schema).is_valid(doc)
     assert not fast or valid, "the fast check accepted what the schema refuses"
-    if not _has_float(doc):
+    if not has_float(doc):
         assert fast == valid
 
 
@@ -194,7 +152,7 @@ def test_valid_capsules_take_the_fast_path(doc: dict[str, Any]) -> None:
 
 
 @SETTINGS
-@given(mutated(capsules()))
+@given(mutated(capsules(), KEYS, ODD))
 @example({"schema": "promote-capsule/v2", "targets": [], "evidence": {"attestations": [D]}})
 @example(
     {
@@ -245,7 +203,7 @@ def test_valid_reports_take_the_fast_path(doc: dict[str, Any]) -> None:
 
 
 @SETTINGS
-@given(mutated(reports()))
+@given(mutated(reports(), KEYS, ODD))
 @example({"schema": "check-report/v1", "status": "skip", "subjects": [], "checks": []})
 @example({"schema": "check-report/v1", "status": "pass", "subjects": [], "checks": [], "x": 1})
 @example(_report(subjects=[{"digest": D, "size": 2**53}]))
