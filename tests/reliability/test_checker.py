@@ -78,3 +78,19 @@ def test_a_view_marker_naming_no_state_is_refused(make_ws, cli: Zygote) -> None:
     os.replace(tmp, link)
     with pytest.raises(Inconsistent, match="no state of the ledger"):
         check(root, cli, category="checker", view="any")
+
+
+def test_a_missing_head_cache_is_a_lag_until_recovered(make_ws, cli: Zygote) -> None:
+    """What a fault between the first entry's link and HEAD's write leaves: the file
+    ledger's HEAD cache lags from the genesis. A whole state after a crash, not the head
+    state, until `promote recover` writes HEAD again."""
+    root = make_ws()
+    assert cli("promote", prepare(root, {"release/a": b"a1"}, name="p0"), cwd=root).returncode == 0
+    head = root / "execution/ledger/HEAD"
+    head.unlink()
+    check(root, cli, category="checker", view="any")
+    with pytest.raises(Inconsistent, match="1 entries and no head"):
+        check(root, cli, category="checker", view="head")
+    assert cli("promote", "recover", cwd=root).returncode == 0
+    assert head.exists()
+    check(root, cli, category="checker", view="head")
