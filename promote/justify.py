@@ -585,21 +585,8 @@ def justify_range(
     Raises:
         EngineTimeout, DatabaseError: what reading or replaying could not finish.
     """
-    memo = _Memo()
-    problems = []
-    for entry, at in _walk(ledger, store, start, stop, memo, allow_unsigned):
-        found = _check(
-            store,
-            entry,
-            at,
-            memo,
-            allow_unsigned=allow_unsigned,
-            replay=replay,
-            engine_config=engine_config or {},
-        )
-        if found is not None:
-            problems.append(found)
-    return problems
+    checks = _checks(ledger, store, start, stop, None, allow_unsigned, replay, engine_config)
+    return [found for found in checks if found is not None]
 
 
 def justify_steps(
@@ -623,21 +610,32 @@ def justify_steps(
         EngineTimeout, DatabaseError: from a step, as `justify_ledger`.
     """
     first = _first(store, since)  # at once, as justify_ledger, even for no entry
+    return _checks(ledger, store, first, None, entries, allow_unsigned, replay, engine_config)
+
+
+def _checks(
+    ledger: CommitBackend,
+    store: ObjectStore,
+    start: Start,
+    stop: int | None,
+    entries: Iterable[tuple[int, Entry | IntegrityError]] | None,
+    allow_unsigned: bool,
+    replay: bool,
+    engine_config: Mapping[str, Any] | None,
+) -> Iterator[Problem | None]:
+    """Each entry's problem or None, from `start` up to `stop`, read from the ledger or
+    taken from `entries`: what `justify_range` and `justify_steps` share."""
     memo = _Memo()
-
-    def steps() -> Iterator[Problem | None]:
-        for entry, at in _walk(ledger, store, first, None, memo, allow_unsigned, entries):
-            yield _check(
-                store,
-                entry,
-                at,
-                memo,
-                allow_unsigned=allow_unsigned,
-                replay=replay,
-                engine_config=engine_config or {},
-            )
-
-    return steps()
+    for entry, at in _walk(ledger, store, start, stop, memo, allow_unsigned, entries):
+        yield _check(
+            store,
+            entry,
+            at,
+            memo,
+            allow_unsigned=allow_unsigned,
+            replay=replay,
+            engine_config=engine_config or {},
+        )
 
 
 def range_starts(

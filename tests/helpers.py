@@ -12,6 +12,8 @@ from pathlib import Path
 
 from promote.attest.statement import CHECK_PREDICATE
 from promote.attest.trust import TRUST_PATH
+from promote.ledger.files import FileLedger
+from promote.workspace import Workspace
 
 BIN = Path(sys.executable).parent
 
@@ -131,7 +133,6 @@ class Flow:
         from promote.attest.dsse import sign_envelope
         from promote.attest.keys import load_private_key
         from promote.attest.statement import PAYLOAD_TYPE, Statement, Subject
-        from promote.workspace import Workspace
 
         store = Workspace.load(self.root).store
         subs = []
@@ -234,3 +235,15 @@ def tree_snapshot(base: Path) -> dict[str, tuple[int, bytes | str | None]]:
                 body = p.read_bytes()
             out[p.relative_to(base).as_posix()] = (st.st_mode, body)
     return out
+
+
+class CountingLedger(FileLedger):
+    """The workspace's file ledger, noting which entries are read."""
+
+    def __init__(self, ws: Workspace) -> None:
+        super().__init__(ws.ledger_dir, ws.store)
+        self.seqs: list[int] = []
+
+    def read(self, seq: int) -> bytes:
+        self.seqs.append(seq)
+        return super().read(seq)

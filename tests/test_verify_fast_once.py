@@ -6,23 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import Flow
+from helpers import CountingLedger, Flow
 
 from promote.ledger.files import FileLedger
 from promote.verify import chain_and_justify, verify_ledger
 from promote.workspace import Workspace
-
-
-class CountingLedger(FileLedger):
-    """The workspace's file ledger, noting which entries are read."""
-
-    def __init__(self, ws: Workspace) -> None:
-        super().__init__(ws.ledger_dir, ws.store)
-        self.seqs: list[int] = []
-
-    def read(self, seq: int) -> bytes:
-        self.seqs.append(seq)
-        return super().read(seq)
 
 
 def test_each_entry_is_read_once(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import rfc8785
-from helpers import Flow
+from helpers import CountingLedger, Flow
 
 from cas.digest import hash_bytes
 from promote.attest.keys import load_private_key
@@ -27,18 +27,6 @@ from promote.workspace import Workspace
 
 ENTRIES = "execution/ledger/entries"
 SAVED = (".promote/checkpoint.json", ".promote/checkpoint-frontier.json")
-
-
-class CountingLedger(FileLedger):
-    """The workspace's file ledger, noting which entries are read."""
-
-    def __init__(self, ws: Workspace) -> None:
-        super().__init__(ws.ledger_dir, ws.store)
-        self.seqs: list[int] = []
-
-    def read(self, seq: int) -> bytes:
-        self.seqs.append(seq)
-        return super().read(seq)
 
 
 @pytest.fixture
